@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Creates .venv and installs lrlab into it. torch is pinned to 2.13.0 on purpose:
+# that version installs the CPU build offline; an unpinned torch pulls GBs of CUDA wheels.
+#   bash scripts/install.sh          # lrlab and its runtime dependencies
+#   bash scripts/install.sh test     # + the test tools and the framework integrations
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+extras=""
+[ "${1:-}" = "test" ] && extras="[test,integrations]"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==2.13.0" -e ".${extras}"

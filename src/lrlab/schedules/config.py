@@ -1,0 +1,69 @@
+"""Reading and writing config files: JSON or TOML, a path or inline JSON. Data only, no code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from lrlab.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def load_config(source: str | Path | dict) -> dict[str, Any]:
+    """A config dict from a ``.json`` / ``.toml`` path, an inline JSON string, or a dict.
+
+    >>> load_config('{"type": "constant", "lr": 0.1}')
+    {'type': 'constant', 'lr': 0.1}
+    """
+    if isinstance(source, dict):
+        return source
+    text = str(source).strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"inline config is not valid JSON: {exc}") from None
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"config {text!r} is neither inline JSON nor an existing .json/.toml file")
+    try:
+        if path.suffix.lower() == ".toml":
+            return tomllib.loads(path.read_text())
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def dump_config(config: dict[str, Any], path: str | Path) -> None:
+    """Write ``config`` as JSON (or TOML for a ``.toml`` path, nested configs as tables)."""
+    path = Path(path)
+    if path.suffix.lower() == ".toml":
+        path.write_text(_to_toml(config))
+    else:
+        path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise ConfigError(f"cannot write {value!r} to TOML")
+
+
+def _to_toml(config: dict[str, Any]) -> str:
+    return "".join(f"{key} = {_toml_value(value)}\n" for key, value in config.items())

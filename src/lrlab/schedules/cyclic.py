@@ -1,0 +1,68 @@
+"""CLR: cyclical learning rates (Smith 2017), the three policies of the paper."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lrlab.errors import ConfigError
+from lrlab.schedules.base import Schedule, check_choice, check_float, check_int, register
+
+CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+
+
+@register("cyclic")
+@dataclass(frozen=True)
+class Cyclic(Schedule):
+    """Cyclical learning rate, per iteration ``t`` (METHODS.md section 1)::
+
+        total = up + down ; ratio = up / total
+        cycle = floor(1 + t / total) ; s = 1 + t / total - cycle
+        h = s / ratio if s <= ratio else (s - 1) / (ratio - 1)
+        lr = base_lr + (max_lr - base_lr) * h * scale
+        triangular: scale = 1 ; triangular2: scale = 1 / 2 ** (cycle - 1) ; exp_range: gamma ** t
+
+    The same arithmetic as ``torch.optim.lr_scheduler.CyclicLR(..., cycle_momentum=False)``.
+    ``step_size_down`` defaults to ``step_size_up`` (a symmetric triangle).
+
+    >>> c = Cyclic(base_lr=1.0, max_lr=5.0, step_size_up=4)
+    >>> [c(t) for t in range(11)]
+    [1.0, 2.0, 3.0, 4.0, 5.0, 4.0, 3.0, 2.0, 1.0, 2.0, 3.0]
+    >>> c2 = Cyclic(base_lr=0.0, max_lr=1.0, step_size_up=1, mode="triangular2")
+    >>> [c2(t) for t in range(7)]
+    [0.0, 1.0, 0.0, 0.5, 0.0, 0.25, 0.0]
+    """
+
+    base_lr: float
+    max_lr: float
+    step_size_up: int = 2000
+    step_size_down: int | None = None
+    mode: str = "triangular"
+    gamma: float = 1.0
+
+    def __post_init__(self):
+        check_float(self, "base_lr", lo=0)
+        check_float(self, "max_lr", lo=0)
+        if self.max_lr < self.base_lr:
+            raise ConfigError(
+                f"cyclic.max_lr must be >= cyclic.base_lr, got max_lr={self.max_lr} < base_lr={self.base_lr}"
+            )
+        check_int(self, "step_size_up", lo=1)
+        if self.step_size_down is None:
+            object.__setattr__(self, "step_size_down", self.step_size_up)
+        check_int(self, "step_size_down", lo=1)
+        check_choice(self, "mode", CYCLIC_MODES)
+        check_float(self, "gamma", lo=0, lo_open=True, hi=1)
+
+    def evaluate(self, t, ops):
+        total = float(self.step_size_up + self.step_size_down)
+        ratio = self.step_size_up / total
+        cycle = ops.floor(1 + t / total)
+        s = 1.0 + t / total - cycle
+        h = ops.where(s <= ratio, s / ratio, (s - 1) / (ratio - 1))
+        if self.mode == "triangular":
+            scale = 1.0
+        elif self.mode == "triangular2":
+            scale = 1 / (2.0 ** (cycle - 1))
+        else:
+            scale = self.gamma**t
+        return self.base_lr + (self.max_lr - self.base_lr) * h * scale

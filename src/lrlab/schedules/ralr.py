@@ -1,0 +1,108 @@
+"""RALR: random amplification of a base schedule (METHODS.md section 2).
+
+The random numbers are a pure function of ``(seed, draw index, stream)``: an integer hash, not an
+RNG with state. Every rank and every resumed run computes the same factor for the same draw, and
+there is nothing to checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lrlab.errors import ConfigError
+from lrlab.schedules.base import Schedule, check_float, check_int, check_schedule, register
+
+_MASK = 0xFFFFFFFF
+_STREAM_DECIDE = 0x2545F491
+_STREAM_FACTOR = 0x9E3779B9
+
+
+def _mix32(x):
+    """A 32-bit avalanche hash (lowbias32); works on Python ints and uint32 arrays alike."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK
+    return x ^ (x >> 16)
+
+
+def uniform(seed: int, index, stream: int, ops):
+    """A uniform number in [0, 1) that depends only on ``(seed, index, stream)``.
+
+    24 bits, so the value is exact in float32 too and every backend makes the same decisions.
+
+    >>> from lrlab.schedules.base import SCALAR
+    >>> uniform(0, 7, _STREAM_DECIDE, SCALAR) == uniform(0, 7, _STREAM_DECIDE, SCALAR)
+    True
+    """
+    key = _mix32((seed * 0x9E3779B1 + stream) & _MASK)
+    x = _mix32(ops.to_uint32(index) ^ key)
+    x = _mix32(x ^ ((key * 0x85EBCA6B) & _MASK))
+    return ops.to_float(x >> 8) * (1.0 / 16777216.0)
+
+
+@register("ralr")
+@dataclass(frozen=True)
+class RandomAmplify(Schedule):
+    """Random amplification around ``base``. With ``e = floor(t / period)`` the draw index
+    (an epoch when ``period`` is the number of steps per epoch)::
+
+        lr(t) = base(t) * u_e   if r_e < p,   u_e ~ Uniform(low, high)
+        lr(t) = base(t)         otherwise
+
+    ``r_e`` and ``u_e`` are pure functions of ``(seed, e)``. The factor is constant within a
+    period and never carries into the next one; ``p = 0`` never amplifies, ``p = 1`` always does.
+
+    >>> from lrlab.schedules.basic import Constant
+    >>> r = RandomAmplify(base=Constant(lr=0.1), p=1.0, low=2.0, high=2.0)
+    >>> round(r(5), 12)
+    0.2
+    """
+
+    base: Schedule
+    p: float = 0.5
+    low: float = 1.0
+    high: float = 3.0
+    period: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        check_schedule(self, "base")
+        check_float(self, "p", lo=0, hi=1)
+        check_float(self, "low", lo=0)
+        check_float(self, "high", lo=0)
+        if self.low > self.high:
+            raise ConfigError(f"ralr.low must be <= ralr.high, got low={self.low} > high={self.high}")
+        check_int(self, "period", lo=1)
+        check_int(self, "seed", lo=0)
+        if self.seed > _MASK:
+            raise ConfigError(f"ralr.seed must be an integer in [0, {_MASK}], got {self.seed}")
+
+    @property
+    def horizon(self):
+        return self.base.horizon
+
+    def factor(self, t, ops):
+        """The amplification factor at step(s) ``t`` (1.0 where the draw says no)."""
+        draw = ops.floor(t / self.period)
+        amplified = uniform(self.seed, draw, _STREAM_DECIDE, ops) < self.p
+        u = self.low + (self.high - self.low) * uniform(self.seed, draw, _STREAM_FACTOR, ops)
+        return ops.where(amplified, u, 1.0)
+
+    def evaluate(self, t, ops):
+        return self.base.evaluate(t, ops) * self.factor(t, ops)
+
+
+def ralr_paper(total: int, *, steps_per_epoch: int = 1, lr: float = 0.1, seed: int = 0,
+               p: float = 0.5, low: float = 1.0, high: float = 3.0) -> RandomAmplify:
+    """The paper's set-up: multi-step base (``lr``, x0.1 at 50% and 75% of ``total`` epochs),
+    one draw per epoch. Steps are iterations when ``steps_per_epoch > 1``.
+
+    >>> s = ralr_paper(300)
+    >>> s.base.milestones, s.period
+    ((150, 225), 1)
+    """
+    from lrlab.schedules.basic import paper_multistep
+
+    base = paper_multistep(total, lr=lr, steps_per_epoch=steps_per_epoch)
+    return RandomAmplify(base=base, p=p, low=low, high=high, period=steps_per_epoch, seed=seed)
