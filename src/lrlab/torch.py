@@ -64,26 +64,33 @@ class Scheduler(LRScheduler):
                 raise ConfigError(
                     f"schedule: got {len(schedule)} schedules for {len(groups)} parameter groups"
                 )
-            controllers = [_as_controller(s, f"schedule[{i}]") for i, s in enumerate(schedule)]
+            per_group = [_as_controller(s, f"schedule[{i}]") for i, s in enumerate(schedule)]
         else:
-            controllers = [_as_controller(schedule, "schedule")] * len(groups)
+            per_group = [_as_controller(schedule, "schedule")] * len(groups)
         if scales is None:
             scales = [1.0] * len(groups)
         scales = [float(s) for s in scales]
         if len(scales) != len(groups) or not all(math.isfinite(s) and s >= 0 for s in scales):
             raise ConfigError(f"scales must be {len(groups)} finite numbers >= 0, got {scales}")
-        self.controllers = controllers
+        # groups that share a schedule share one evaluation and, for a policy, one state
+        self.controllers: list = []
+        self.group_controller: list[int] = []
+        for c in per_group:
+            if not any(c is known for known in self.controllers):
+                self.controllers.append(c)
+            self.group_controller.append(next(i for i, k in enumerate(self.controllers) if k is c))
         self.scales = scales
-        self.policy_states = [c.initial_state() if _is_policy(c) else None for c in controllers]
+        self.policy_states = [c.initial_state() if _is_policy(c) else None for c in self.controllers]
         super().__init__(optimizer)
 
     # ------------------------------------------------------------------ the lrlab API
     def lr_at(self, step: int) -> list[float]:
         """The learning rate of every group at ``step`` given the current policy state."""
-        return [
-            (c.lr(step, s) if s is not None else c(step)) * scale
-            for c, s, scale in zip(self.controllers, self.policy_states, self.scales)
+        values = [
+            c.lr(step, s) if s is not None else c(step)
+            for c, s in zip(self.controllers, self.policy_states)
         ]
+        return [values[i] * scale for i, scale in zip(self.group_controller, self.scales)]
 
     def set_step(self, step: int) -> None:
         """Jump to step ``step`` (explicit time, no replay) and apply its learning rates."""
@@ -143,6 +150,7 @@ class Scheduler(LRScheduler):
             "step": int(self.last_epoch),
             "step_count": int(self._step_count),
             "configs": [c.to_config() if isinstance(c, Configurable) else None for c in self.controllers],
+            "group_controller": list(self.group_controller),
             "scales": list(self.scales),
             "policy_states": [
                 None if s is None else c.state_to_dict(s)

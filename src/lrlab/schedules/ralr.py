@@ -7,6 +7,7 @@ there is nothing to checkpoint.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from lrlab.errors import ConfigError
@@ -26,6 +27,11 @@ def _mix32(x):
     return x ^ (x >> 16)
 
 
+@functools.lru_cache(maxsize=256)
+def _stream_key(seed: int, stream: int) -> int:
+    return _mix32((seed * 0x9E3779B1 + stream) & _MASK)
+
+
 def uniform(seed: int, index, stream: int, ops):
     """A uniform number in [0, 1) that depends only on ``(seed, index, stream)``.
 
@@ -35,7 +41,7 @@ def uniform(seed: int, index, stream: int, ops):
     >>> uniform(0, 7, _STREAM_DECIDE, SCALAR) == uniform(0, 7, _STREAM_DECIDE, SCALAR)
     True
     """
-    key = _mix32((seed * 0x9E3779B1 + stream) & _MASK)
+    key = _stream_key(seed, stream)
     x = _mix32(ops.to_uint32(index) ^ key)
     x = _mix32(x ^ ((key * 0x85EBCA6B) & _MASK))
     return ops.to_float(x >> 8) * (1.0 / 16777216.0)
