@@ -246,18 +246,13 @@ MODELS: dict[str, ModelInfo] = {
 }
 
 
-def build_model(name: str, task) -> nn.Module:
-    """Build model ``name`` for ``task`` (a :class:`~lrlab.lab.tasks.Task`, a
-    :class:`~lrlab.lab.tasks.TaskInfo`, or a task name), with the task's input shape and number
-    of classes. Uses the global torch RNG for initialisation: seed it first for reproducibility.
-    """
+def check_model(name: str, task) -> ModelInfo:
+    """Check, without building anything, that model ``name`` exists and fits ``task`` (a Task,
+    a TaskInfo or a task name); return its registry entry. Raises ConfigError otherwise."""
     info = MODELS.get(name) if isinstance(name, str) else None
     if info is None:
         raise unknown_name_error("model", name, MODELS)
-    if isinstance(task, str):
-        from lrlab.lab.tasks import task_info
-
-        task = task_info(task)
+    task = _task_like(task)
     shape = tuple(int(s) for s in task.input_shape)
     reason = info.check(shape)
     if reason is not None:
@@ -265,7 +260,25 @@ def build_model(name: str, task) -> nn.Module:
             f"model {name!r} {reason}; task {task.name!r} has input shape {shape} "
             f"(models that fit: {', '.join(compatible_models(shape))})"
         )
-    return info.build(shape, int(task.num_classes))
+    return info
+
+
+def build_model(name: str, task) -> nn.Module:
+    """Build model ``name`` for ``task`` (a :class:`~lrlab.lab.tasks.Task`, a
+    :class:`~lrlab.lab.tasks.TaskInfo`, or a task name), with the task's input shape and number
+    of classes. Uses the global torch RNG for initialisation: seed it first for reproducibility.
+    """
+    info = check_model(name, task)
+    task = _task_like(task)
+    return info.build(tuple(int(s) for s in task.input_shape), int(task.num_classes))
+
+
+def _task_like(task):
+    if isinstance(task, str):
+        from lrlab.lab.tasks import task_info
+
+        return task_info(task)
+    return task
 
 
 def compatible_models(input_shape: tuple[int, ...]) -> list[str]:

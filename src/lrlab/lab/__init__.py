@@ -1,0 +1,44 @@
+"""The lab: tasks, models, the trainer, studies, sweeps, the results store and reports.
+
+Kept light: importing ``lrlab.lab`` (or ``lrlab.lab.store``) does not import torch. The public
+names below are loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    # tasks
+    "Task": "tasks",
+    "TaskInfo": "tasks",
+    "TASKS": "tasks",
+    "load_task": "tasks",
+    "make_task": "tasks",
+    # models
+    "MODELS": "models",
+    "build_model": "models",
+    "check_model": "models",
+    # trainer
+    "TrialSpec": "trainer",
+    "EpochRecord": "trainer",
+    "TrialResult": "trainer",
+    "train_trial": "trainer",
+    "evaluate": "trainer",
+    "steps_per_epoch": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lrlab.lab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"lrlab.lab.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

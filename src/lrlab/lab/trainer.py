@@ -1,0 +1,513 @@
+"""The lab trainer: one trial = one (task, model, schedule, optimizer, seed) training run.
+
+Design choices, and why:
+
+* **In-memory data, no DataLoader.** Every lab dataset fits in memory, so the tensors live on the
+  training device and a mini-batch is an index into them. Shuffling is a ``torch.randperm`` drawn
+  from a private ``torch.Generator`` seeded from the trial seed, on the CPU, so the batch order is
+  the same on CPU and CUDA and never touches the global RNG. It removes the loader's per-batch
+  overhead, which matters most for the small models a sweep runs many times (see
+  ``benchmarks/trainer_throughput.py`` for the measured gain against a textbook ``DataLoader``).
+* **Bit-identical reruns.** The model is initialised right after ``torch.manual_seed(seed)``
+  (inside ``torch.random.fork_rng``, so the caller's RNG state is left alone); on CPU with the same
+  thread count the same spec gives identical numbers. ``threads`` pins ``torch.set_num_threads``
+  for the trial (1 per sweep worker), which is also what makes CPU reductions repeatable.
+* **The learning rate comes only from lrlab.** ``lrlab.torch.Scheduler`` sets the optimizer's
+  ``lr``: ``step()`` after every optimizer step (``lr_interval="step"``) or once per epoch
+  (``"epoch"``), and ``step(val_loss)`` once per epoch after evaluation, which feeds
+  metric-driven policies without advancing time (plain schedules ignore it).
+* **Best-validation checkpoint** (RALR's Algorithm 1): the weights of the epoch with the lowest
+  validation loss are kept in host memory; ``best_test_acc`` is the test accuracy of that epoch.
+* **Divergence is a result, not an error.** A non-finite training (or validation) loss ends the
+  trial early with ``diverged=True``, so one absurd learning rate never stops a sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lrlab.errors import ConfigError, unknown_name_error
+
+#: Part of every :meth:`TrialSpec.key`. Bump it when a change to the trainer changes the numbers a
+#: spec produces, so that stored results of the old trainer are not mistaken for new ones.
+TRAINER_VERSION = 1
+#: Evaluation batch size (no gradients, so larger than training batches; BN is in eval mode, so
+#: the results do not depend on it).
+EVAL_BATCH_SIZE = 1024
+LR_INTERVALS = ("step", "epoch")
+
+# --------------------------------------------------------------------------------------------
+# Optimizers
+
+#: Allowed keys of each optimizer type and their defaults (torch's, except where noted).
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
+    "adam": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},
+    "adamw": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False},
+}
+
+
+def _default_optimizer() -> dict[str, Any]:
+    return {"type": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
+
+
+def _real(value: Any, where: str, *, lo: float = 0.0, hi: float | None = None) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < lo or (hi is not None and value >= hi):
+        allowed = f">= {lo}" + (f" and < {hi}" if hi is not None else "")
+        raise ConfigError(f"{where} must be a finite number {allowed}, got {value!r}")
+    return float(value)
+
+
+def normalize_optimizer(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate an optimizer config and fill in every default.
+
+    The result is explicit (``{"type": "sgd", "momentum": 0.9, "dampening": 0.0, ...}``), so two
+    configs that train identically have the same canonical JSON, hence the same trial key.
+    ``lr`` is refused: the learning rate always comes from the schedule.
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"optimizer must be a dict with a 'type' key, got {config!r}")
+    kind = config.get("type")
+    if kind not in OPTIMIZER_DEFAULTS:
+        raise unknown_name_error("optimizer.type", kind, OPTIMIZER_DEFAULTS)
+    allowed = OPTIMIZER_DEFAULTS[kind]
+    out: dict[str, Any] = {"type": kind}
+    for key, value in config.items():
+        if key == "type":
+            continue
+        if key == "lr":
+            raise ConfigError("optimizer.lr is not allowed: the learning rate comes from the schedule")
+        if key not in allowed:
+            raise unknown_name_error(f"optimizer key for {kind!r}", key, allowed)
+        out[key] = value
+    for key, default in allowed.items():
+        out.setdefault(key, copy.deepcopy(default))
+    for key in ("nesterov", "amsgrad"):
+        if key in out and not isinstance(out[key], bool):
+            raise ConfigError(f"optimizer.{key} must be true or false, got {out[key]!r}")
+    for key in ("weight_decay", "dampening"):
+        if key in out:
+            out[key] = _real(out[key], f"optimizer.{key}")
+    if "momentum" in out:
+        out["momentum"] = _real(out["momentum"], "optimizer.momentum", hi=1.0)
+    if "eps" in out:
+        out["eps"] = _real(out["eps"], "optimizer.eps")
+    if "betas" in out:
+        betas = out["betas"]
+        if not isinstance(betas, list | tuple) or len(betas) != 2:
+            raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {betas!r}")
+        out["betas"] = [_real(b, "optimizer.betas", hi=1.0) for b in betas]
+    if kind == "sgd" and out["nesterov"] and (out["momentum"] <= 0 or out["dampening"] != 0):
+        raise ConfigError("optimizer.nesterov needs momentum > 0 and dampening 0")
+    return out
+
+
+def make_optimizer(params, config: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """A torch optimizer from a (normalised) config. Its ``lr`` starts at 0 and is set by the
+    lrlab Scheduler as soon as the scheduler is built."""
+    config = normalize_optimizer(config)
+    kwargs = {k: v for k, v in config.items() if k != "type"}
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    return cls[config["type"]](params, lr=0.0, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# The trial spec
+
+
+def _json_copy(value: Any, where: str) -> Any:
+    """A deep, JSON-normalised copy (tuples become lists): what is hashed is what is stored."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where} must be plain JSON data (no NaN/inf): {exc}") from None
+
+
+def _int(value: Any, where: str, lo: int, hi: int | None = None) -> int:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+    if not ok or value < lo or (hi is not None and value >= hi):
+        rng = f">= {lo}" + (f" and < {hi}" if hi is not None else "")
+        raise ConfigError(f"{where} must be an integer {rng}, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything that determines one training run.
+
+    ``schedule`` is a schedule or policy config dict for :func:`lrlab.from_config` (a
+    :class:`~lrlab.schedules.Schedule` object is accepted and stored as its config). Its time
+    unit is iterations when ``lr_interval == "step"`` and epochs when ``"epoch"``.
+    The constructor validates every field (unknown task / model / optimizer keys, a model that
+    does not fit the task) so that a bad study fails before its first trial runs.
+    """
+
+    task: str
+    model: str
+    schedule: dict
+    epochs: int
+    batch_size: int
+    seed: int
+    optimizer: dict = field(default_factory=_default_optimizer)
+    lr_interval: str = "step"
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        from lrlab.lab.models import check_model
+        from lrlab.lab.tasks import task_info
+
+        info = task_info(self.task)
+        check_model(self.model, info)
+        schedule = self.schedule
+        if hasattr(schedule, "to_config"):
+            schedule = schedule.to_config()
+        if not isinstance(schedule, Mapping) or "type" not in schedule:
+            raise ConfigError(f"schedule must be a config dict with a 'type' key, got {schedule!r}")
+        _set = object.__setattr__
+        _set(self, "schedule", _json_copy(dict(schedule), "schedule"))
+        _set(self, "epochs", _int(self.epochs, "epochs", 1))
+        _set(self, "batch_size", _int(self.batch_size, "batch_size", 1))
+        _set(self, "seed", _int(self.seed, "seed", 0, 2**63))
+        _set(self, "optimizer", normalize_optimizer(self.optimizer))
+        if self.lr_interval not in LR_INTERVALS:
+            raise unknown_name_error("lr_interval", self.lr_interval, LR_INTERVALS)
+        if self.data_dir is not None:
+            if not isinstance(self.data_dir, str | Path):
+                raise ConfigError(f"data_dir must be a path or null, got {self.data_dir!r}")
+            _set(self, "data_dir", str(self.data_dir))
+
+    def __hash__(self) -> int:  # the dict fields are unhashable; the key identifies the trial
+        return hash(self.key())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain JSON-able dict of every field (defaults included)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
+        """The inverse of :meth:`to_dict`; unknown or missing keys are a ConfigError."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a trial spec must be a dict, got {type(d).__name__}")
+        names = [f.name for f in fields(cls)]
+        for key in d:
+            if key not in names:
+                raise unknown_name_error("trial spec key", key, names)
+        required = [
+            f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+        ]
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ConfigError(f"trial spec: missing required key(s) {', '.join(map(repr, missing))}")
+        return cls(**dict(d))
+
+    def canonical_json(self) -> str:
+        """The JSON the key hashes: sorted keys, no spaces, without ``data_dir`` (where the files
+        are does not change what is computed), plus :data:`TRAINER_VERSION`."""
+        d = self.to_dict()
+        d.pop("data_dir")
+        d["trainer_version"] = TRAINER_VERSION
+        return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    def key(self) -> str:
+        """A stable 16-hex-digit id of this trial (SHA-256 of :meth:`canonical_json`)."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class EpochRecord:
+    """One epoch. ``epoch`` counts from 1 (the record after the first epoch of training).
+
+    ``train_loss`` / ``train_acc`` average the epoch's mini-batches (while the model changes, in
+    train mode); ``val_*`` / ``test_*`` are one evaluation after the epoch (eval mode).
+    Accuracies are fractions in [0, 1]. ``lr`` is the mean of the learning rates the optimizer
+    actually used at the epoch's steps, ``lr_min`` / ``lr_max`` their range. ``seconds`` is the
+    epoch's training plus evaluation time.
+    """
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    test_loss: float
+    test_acc: float
+    lr: float
+    lr_min: float
+    lr_max: float
+    seconds: float
+
+
+@dataclass
+class TrialResult:
+    """The outcome of :func:`train_trial`.
+
+    ``best_epoch`` is the epoch (from 1) with the lowest finite validation loss and
+    ``best_test_acc`` the test accuracy there; when no epoch had a finite validation loss they
+    are 0, ``inf`` and ``nan``. ``final_test_acc`` is the last epoch's (also of a diverged trial).
+    ``best_state`` (the best epoch's weights, on the CPU) is only filled when
+    ``train_trial(..., keep_best_state=True)``; it is left out of :meth:`to_dict`.
+    """
+
+    spec: TrialSpec
+    epochs: list[EpochRecord]
+    diverged: bool
+    best_epoch: int
+    best_val_loss: float
+    best_test_acc: float
+    final_test_acc: float
+    wall_time: float
+    best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (spec as its dict, epochs as dicts, no weights)."""
+        return {
+            "spec": self.spec.to_dict(),
+            "epochs": [asdict(e) for e in self.epochs],
+            "diverged": self.diverged,
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss,
+            "best_test_acc": self.best_test_acc,
+            "final_test_acc": self.final_test_acc,
+            "wall_time": self.wall_time,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrialResult:
+        d = dict(d)
+        d["spec"] = TrialSpec.from_dict(d["spec"])
+        d["epochs"] = [EpochRecord(**e) for e in d["epochs"]]
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers of the training loop
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when available, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch (the last, smaller batch is kept, like a DataLoader's
+    default): the factor between per-epoch and per-step schedule horizons."""
+    return -(-int(n_train) // int(batch_size))
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """An independent 63-bit seed for one purpose (e.g. the batch order) from the trial seed, so
+    weight init and data order are not driven by the same random stream."""
+    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@contextlib.contextmanager
+def _trial_environment(device: torch.device, threads: int | None) -> Iterator[None]:
+    """Pin the thread count and isolate the global RNG (and cuDNN flags) for one trial, then put
+    everything back, so running a trial has no side effect on the caller."""
+    old_threads = torch.get_num_threads()
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    cudnn = torch.backends.cudnn
+    old_cudnn = (cudnn.deterministic, cudnn.benchmark)
+    try:
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        if device.type == "cuda":
+            cudnn.deterministic, cudnn.benchmark = True, False
+        with torch.random.fork_rng(devices=cuda_devices):
+            yield
+    finally:
+        torch.set_num_threads(old_threads)
+        cudnn.deterministic, cudnn.benchmark = old_cudnn
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+             batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, float]:
+    """``(mean cross-entropy, accuracy)`` of ``model`` on ``(x, y)``, in eval mode, batched."""
+    if len(y) == 0:
+        return math.nan, math.nan
+    was_training = model.training
+    model.eval()
+    loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    for i in range(0, len(y), batch_size):
+        logits = model(x[i : i + batch_size])
+        yb = y[i : i + batch_size]
+        loss += F.cross_entropy(logits, yb, reduction="sum").double()
+        correct += (logits.argmax(1) == yb).sum()
+    model.train(was_training)
+    return loss.item() / len(y), correct.item() / len(y)
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+@dataclass
+class _EpochStats:
+    """Running sums of one training epoch (on the device, so CUDA is not synced every step)."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+    lrs: list[float] = field(default_factory=list)
+    finite: bool = True
+
+    def lr_summary(self) -> tuple[float, float, float]:
+        """(mean, min, max) of the learning rates used; a constant LR is reported exactly."""
+        if not self.lrs:
+            return math.nan, math.nan, math.nan
+        lo, hi = min(self.lrs), max(self.lrs)
+        mean = lo if lo == hi else math.fsum(self.lrs) / len(self.lrs)
+        return mean, lo, hi
+
+
+def _train_epoch(model, optimizer, sched, task, order: torch.Generator, spec: TrialSpec,
+                 check_each_step: bool) -> _EpochStats:
+    """One pass over the training set in a seeded random order; stops at a non-finite loss."""
+    device = task.x_train.device
+    n = len(task.y_train)
+    stats = _EpochStats(
+        loss_sum=torch.zeros((), dtype=torch.float64, device=device),
+        correct=torch.zeros((), dtype=torch.int64, device=device),
+    )
+    perm = torch.randperm(n, generator=order).to(device)
+    model.train()
+    for start in range(0, n, spec.batch_size):
+        idx = perm[start : start + spec.batch_size]
+        xb, yb = task.x_train[idx], task.y_train[idx]
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        stats.lrs.append(float(optimizer.param_groups[0]["lr"]))
+        optimizer.step()
+        if spec.lr_interval == "step":
+            sched.step()
+        stats.loss_sum += loss.detach().double() * len(idx)
+        stats.correct += (logits.detach().argmax(1) == yb).sum()
+        stats.seen += len(idx)
+        if check_each_step and not math.isfinite(loss.item()):
+            stats.finite = False
+            break
+    return stats
+
+
+# --------------------------------------------------------------------------------------------
+# The trial
+
+
+def train_trial(
+    spec: TrialSpec,
+    *,
+    device: str | torch.device | None = None,
+    threads: int | None = 1,
+    on_epoch: Callable[[EpochRecord], Any] | None = None,
+    task=None,
+    keep_best_state: bool = False,
+) -> TrialResult:
+    """Train ``spec`` and return its per-epoch records and summary.
+
+    Args:
+        spec: the trial.
+        device: ``None`` / ``"auto"`` picks CUDA when available, else the CPU.
+        threads: torch CPU threads for this trial (restored afterwards); ``None`` leaves it.
+        on_epoch: called with each :class:`EpochRecord` as soon as the epoch is done.
+        task: an already loaded :class:`~lrlab.lab.tasks.Task` named ``spec.task`` (a sweep
+            loads it once for many trials); by default it is loaded from ``spec``.
+        keep_best_state: also return the best epoch's weights in ``result.best_state``.
+    """
+    from lrlab.lab.models import build_model
+    from lrlab.lab.tasks import load_task
+    from lrlab.schedules import from_config
+    from lrlab.torch import Scheduler
+
+    started = time.perf_counter()
+    dev = resolve_device(device)
+    with _trial_environment(dev, threads):
+        if task is None:
+            task = load_task(spec.task, data_dir=spec.data_dir, device=dev)
+        elif task.name != spec.task:
+            raise ConfigError(f"task: the spec says {spec.task!r} but the task given is {task.name!r}")
+        task = task.to(dev)
+        if len(task.y_train) == 0:
+            raise ConfigError(f"task {task.name!r} has an empty training set")
+        schedule = from_config(spec.schedule)
+
+        torch.manual_seed(spec.seed)
+        model = build_model(spec.model, task).to(dev)
+        optimizer = make_optimizer(model.parameters(), spec.optimizer)
+        sched = Scheduler(optimizer, schedule)
+        order = torch.Generator(device="cpu").manual_seed(derive_seed(spec.seed, "batch-order"))
+
+        records: list[EpochRecord] = []
+        best = {"epoch": 0, "val_loss": math.inf, "test_acc": math.nan, "state": None}
+        diverged = False
+        for epoch in range(1, spec.epochs + 1):
+            t0 = time.perf_counter()
+            stats = _train_epoch(model, optimizer, sched, task, order, spec, dev.type == "cpu")
+            lr_mean, lr_min, lr_max = stats.lr_summary()
+            train_loss = stats.loss_sum.item() / max(stats.seen, 1)
+            train_acc = stats.correct.item() / max(stats.seen, 1)
+            val_loss, val_acc = evaluate(model, task.x_val, task.y_val)
+            test_loss, test_acc = evaluate(model, task.x_test, task.y_test)
+            diverged = not (stats.finite and math.isfinite(train_loss) and math.isfinite(val_loss))
+            record = EpochRecord(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_acc=train_acc,
+                val_loss=val_loss,
+                val_acc=val_acc,
+                test_loss=test_loss,
+                test_acc=test_acc,
+                lr=lr_mean,
+                lr_min=lr_min,
+                lr_max=lr_max,
+                seconds=time.perf_counter() - t0,
+            )
+            records.append(record)
+            if not diverged and val_loss < best["val_loss"]:
+                # RALR's Algorithm 1: keep the best-validation weights (host memory, a copy).
+                best.update(epoch=epoch, val_loss=val_loss, test_acc=test_acc,
+                            state=_cpu_state(model))
+            if on_epoch is not None:
+                on_epoch(record)
+            if diverged:
+                break
+            sched.step(val_loss)  # metric-driven policies decide on this epoch's validation loss
+            if spec.lr_interval == "epoch":
+                sched.step()
+
+    return TrialResult(
+        spec=spec,
+        epochs=records,
+        diverged=diverged,
+        best_epoch=best["epoch"],
+        best_val_loss=best["val_loss"],
+        best_test_acc=best["test_acc"],
+        final_test_acc=records[-1].test_acc,
+        wall_time=time.perf_counter() - started,
+        best_state=best["state"] if keep_best_state else None,
+    )
