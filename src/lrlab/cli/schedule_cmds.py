@@ -15,6 +15,7 @@ def register(sub) -> None:
     p.add_argument("config", help="a .json/.toml file or inline JSON")
     p.add_argument("--steps", type=int, required=True, help="number of steps to print")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    _add_replay_options(p)
     p.set_defaults(func=cmd_lr)
 
     p = sub.add_parser("plot", help="plot one or more configs' learning rates to a PNG")
@@ -23,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="PNG path")
     p.add_argument("--labels", nargs="*", help="one legend label per config")
     p.add_argument("--log", action="store_true", help="logarithmic learning-rate axis")
+    _add_replay_options(p)
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("schedules", help="list every config type with its parameters and defaults")
@@ -34,19 +36,57 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_papers)
 
 
+def _add_replay_options(p) -> None:
+    p.add_argument("--metrics", metavar="FILE",
+                   help="replay a recorded metric history through a policy: a JSON list, one value "
+                        "per epoch (e.g. validation losses)")
+    p.add_argument("--steps-per-epoch", type=int, metavar="S",
+                   help="steps in one epoch of the replayed history (default 1; needs --metrics)")
+
+
 def _check_steps(steps: int) -> int:
     if steps < 1:
         raise ConfigError(f"--steps must be an integer >= 1, got {steps}")
     return steps
 
 
-def learning_rates(config_source, steps: int):
-    """The values of a schedule config at steps 0..steps-1 (a NumPy array)."""
-    return from_config(load_config(config_source)).values(_check_steps(steps))
+def _is_policy(obj) -> bool:
+    return hasattr(obj, "observe") and hasattr(obj, "initial_state")
+
+
+def learning_rates(config_source, steps: int, *, metrics=None, steps_per_epoch: int | None = None):
+    """The learning rates of a config at steps 0..steps-1 (a NumPy array).
+
+    With ``metrics`` (a list of per-epoch values, or a path / inline JSON list) a policy is
+    replayed through them, ``steps_per_epoch`` steps per epoch; a plain schedule ignores them.
+    """
+    import numpy as np
+
+    steps = _check_steps(steps)
+    if steps_per_epoch is not None and metrics is None:
+        raise ConfigError("--steps-per-epoch needs --metrics FILE (the per-epoch history to replay)")
+    controller = from_config(load_config(config_source))
+    if metrics is None:
+        if _is_policy(controller):
+            raise ConfigError(
+                f"this config is a policy (trigger {controller.trigger!r}): its learning rate depends "
+                "on a metric; give --metrics FILE (a JSON list, one value per epoch) and "
+                "--steps-per-epoch S to replay a history"
+            )
+        return controller.values(steps)
+    from lrlab.policies import load_metrics, replay
+
+    if not isinstance(metrics, (list, tuple)):
+        metrics = load_metrics(metrics)
+    spe = 1 if steps_per_epoch is None else steps_per_epoch
+    if spe < 1:
+        raise ConfigError(f"--steps-per-epoch must be an integer >= 1, got {spe}")
+    return np.asarray(replay(controller, metrics, spe, steps=steps).lrs, dtype=np.float64)
 
 
 def cmd_lr(args) -> int:
-    values = learning_rates(args.config, args.steps)
+    values = learning_rates(args.config, args.steps, metrics=args.metrics,
+                            steps_per_epoch=args.steps_per_epoch)
     if args.json:
         print(json.dumps([float(v) for v in values]))
     else:
@@ -86,13 +126,21 @@ def cmd_plot(args) -> int:
     labels = args.labels or []
     if labels and len(labels) != len(args.configs):
         raise ConfigError(f"--labels: got {len(labels)} labels for {len(args.configs)} configs")
+    metrics = None
+    if args.metrics is not None:
+        from lrlab.policies import load_metrics
+
+        metrics = load_metrics(args.metrics)
     curves = {}
     for i, source in enumerate(args.configs):
         schedule = from_config(load_config(source))
         label = labels[i] if labels else schedule.type_name
+        if not labels and _is_policy(schedule):
+            label = f"policy ({schedule.trigger})"
         while label in curves:
             label += "'"
-        curves[label] = schedule.values(_check_steps(args.steps))
+        curves[label] = learning_rates(schedule.to_config(), args.steps, metrics=metrics,
+                                       steps_per_epoch=args.steps_per_epoch)
     print(plot_curves(curves, args.output, log=args.log))
     return 0
 

@@ -1,0 +1,124 @@
+"""Property tests for policies: pure decay never rises, pops never exceed observations, replays are
+deterministic, a state saved at any point continues identically, configs round-trip."""
+
+import json
+import math
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lrlab
+from lrlab.policies import TRIGGERS, replay
+
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+metric = st.one_of(finite, finite, finite, finite, st.sampled_from([math.nan, math.inf, -math.inf]))
+histories = st.lists(metric, max_size=40)
+
+
+@st.composite
+def trigger_keys(draw):
+    trigger = draw(st.sampled_from(TRIGGERS))
+    keys = {"trigger": trigger}
+    pos = st.floats(min_value=1e-6, max_value=10.0)
+    if trigger == "cutoff":
+        if draw(st.booleans()):
+            keys["cutoff"] = draw(pos)
+        else:
+            keys["rate"] = draw(st.floats(min_value=1e-4, max_value=1.0))
+        keys["shrink"] = draw(st.floats(min_value=0.01, max_value=1.0))
+    elif trigger == "oscillation":
+        keys["margin"] = draw(st.sampled_from([0.0, 0.01, 1.0]))
+        keys["patience"] = draw(st.integers(0, 3))
+        keys["authors_bug"] = draw(st.booleans())
+    elif trigger == "plateau":
+        keys["mode"] = draw(st.sampled_from(["min", "max"]))
+        keys["threshold_mode"] = draw(st.sampled_from(["rel", "abs"]))
+        keys["threshold"] = draw(st.sampled_from([0.0, 1e-4, 0.1]))
+        keys["patience"] = draw(st.integers(0, 4))
+        keys["cooldown"] = draw(st.integers(0, 3))
+    return keys
+
+
+@st.composite
+def decay_policies(draw):
+    """Policies whose rate can only go down: seq1-3 / geometric values, or a factor <= 1."""
+    keys = draw(trigger_keys())
+    if draw(st.booleans()):
+        kind = draw(st.sampled_from(["seq1", "seq2", "seq3", "geometric"]))
+        values = {"type": "sequence", "kind": kind, "lr": draw(st.floats(1e-4, 1.0))}
+        if draw(st.booleans()):
+            values["length"] = draw(st.integers(0, 5))
+        keys["values"] = values
+    else:
+        keys["factor"] = draw(st.floats(min_value=0.01, max_value=1.0))
+        keys["lr0"] = draw(st.floats(1e-4, 1.0))
+    if draw(st.booleans()):
+        keys["min_lr"] = draw(st.floats(0.0, 1e-3))
+    return {"type": "policy", **keys}
+
+
+@st.composite
+def any_policies(draw):
+    cfg = draw(decay_policies())
+    if "values" in cfg and draw(st.booleans()):
+        cfg["values"]["kind"] = "seq4"
+    if draw(st.booleans()):
+        cfg.pop("lr0", None)
+        cfg["schedule"] = {"type": "cosine", "lr": 0.1, "total": 50}
+    return cfg
+
+
+@SETTINGS
+@given(decay_policies(), histories, st.integers(1, 3))
+def test_pure_decay_policies_never_raise_the_rate(cfg, metrics, spe):
+    r = replay(lrlab.from_config(cfg), metrics, spe)
+    lrs = r.lrs + [r.final_lr]
+    assert all(b <= a for a, b in zip(lrs, lrs[1:]))
+    assert all(x >= 0 and math.isfinite(x) for x in lrs)
+
+
+@SETTINGS
+@given(any_policies(), histories)
+def test_pops_never_exceed_observations(cfg, metrics):
+    p = lrlab.from_config(cfg)
+    r = replay(p, metrics)
+    finite_count = sum(math.isfinite(m) for m in metrics)
+    assert r.state.pops == r.pops <= r.state.observations == finite_count
+    assert r.state.bad_metrics == len(metrics) - finite_count
+    assert r.pop_epochs == sorted(r.pop_epochs) and len(set(r.pop_epochs)) == len(r.pop_epochs)
+    assert all(math.isfinite(metrics[i]) for i in r.pop_epochs)
+    if cfg["trigger"] == "epoch":
+        assert r.pops == finite_count
+    if cfg["trigger"] in ("cutoff", "oscillation") and not cfg.get("authors_bug"):
+        assert r.pops <= max(finite_count - 1, 0)
+    if cfg["trigger"] == "plateau":
+        assert r.pops <= finite_count // (cfg["patience"] + 1)
+
+
+@SETTINGS
+@given(any_policies(), histories, st.integers(1, 3))
+def test_replay_is_deterministic_and_config_round_trips(cfg, metrics, spe):
+    p = lrlab.from_config(cfg)
+    assert p.to_config() == lrlab.from_config(json.loads(json.dumps(p.to_config()))).to_config()
+    q = lrlab.from_config(json.loads(json.dumps(cfg)))
+    assert q == p
+    a, b = replay(p, metrics, spe), replay(q, list(metrics), spe)
+    assert a == b
+
+
+@SETTINGS
+@given(any_policies(), histories, st.data())
+def test_saving_the_state_anywhere_continues_identically(cfg, metrics, data):
+    p = lrlab.from_config(cfg)
+    cut = data.draw(st.integers(0, len(metrics)))
+    s = p.initial_state()
+    for m in metrics[:cut]:
+        s = p.observe(s, m)
+    restored = p.state_from_dict(json.loads(json.dumps(p.state_to_dict(s))))
+    assert restored == s
+    for m in metrics[cut:]:
+        s, restored = p.observe(s, m), p.observe(restored, m)
+    assert restored == s and p.lr(7, restored) == p.lr(7, s)
+    assert restored == replay(p, metrics).state
