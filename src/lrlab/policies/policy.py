@@ -215,30 +215,37 @@ class Policy(Configurable):
         m = float(metric)
         if not math.isfinite(m):
             return dataclasses.replace(state, bad_metrics=state.bad_metrics + 1)
-        seen = state.observations + 1
-        trigger, o = self.trigger, self._opts
-        if trigger == "epoch":
-            return dataclasses.replace(state, observations=seen, pops=state.pops + 1, last=m)
-        if trigger == "cutoff":
-            if state.last is None:  # the first loss only sets c0
-                c0 = o["cutoff"] if o["cutoff"] is not None else o["rate"] * abs(m)
-                return dataclasses.replace(state, observations=seen, last=m, cutoff=c0)
-            pops, c = state.pops, state.cutoff
-            if abs(m - state.last) < c:
-                pops, c = pops + 1, c * o["shrink"]
-            return dataclasses.replace(state, observations=seen, last=m, cutoff=c, pops=pops)
-        if trigger == "oscillation":
-            previous = state.last
-            if previous is None and o["authors_bug"]:
-                previous = 0.0  # the authors' code compared epoch 1 with a padded 0.0
-            if previous is None:
-                return dataclasses.replace(state, observations=seen, last=m)
-            rises = state.count + 1 if m > previous + o["margin"] else 0
-            pops = state.pops
-            if rises > o["patience"]:
-                pops, rises = pops + 1, 0
-            return dataclasses.replace(state, observations=seen, last=m, count=rises, pops=pops)
-        # plateau: torch.optim.lr_scheduler.ReduceLROnPlateau's rule, with a sign-correct rel mode
+        return _TRANSITIONS[self.trigger](self, state, m)
+
+    def _observe_epoch(self, state: PolicyState, m: float) -> PolicyState:
+        return dataclasses.replace(state, observations=state.observations + 1, pops=state.pops + 1, last=m)
+
+    def _observe_cutoff(self, state: PolicyState, m: float) -> PolicyState:
+        o, seen = self._opts, state.observations + 1
+        if state.last is None:  # the first loss only sets c0
+            c0 = o["cutoff"] if o["cutoff"] is not None else o["rate"] * abs(m)
+            return dataclasses.replace(state, observations=seen, last=m, cutoff=c0)
+        pops, c = state.pops, state.cutoff
+        if abs(m - state.last) < c:
+            pops, c = pops + 1, c * o["shrink"]
+        return dataclasses.replace(state, observations=seen, last=m, cutoff=c, pops=pops)
+
+    def _observe_oscillation(self, state: PolicyState, m: float) -> PolicyState:
+        o, seen = self._opts, state.observations + 1
+        previous = state.last
+        if previous is None and o["authors_bug"]:
+            previous = 0.0  # the authors' code compared epoch 1 with a padded 0.0
+        if previous is None:
+            return dataclasses.replace(state, observations=seen, last=m)
+        rises = state.count + 1 if m > previous + o["margin"] else 0
+        pops = state.pops
+        if rises > o["patience"]:
+            pops, rises = pops + 1, 0
+        return dataclasses.replace(state, observations=seen, last=m, count=rises, pops=pops)
+
+    def _observe_plateau(self, state: PolicyState, m: float) -> PolicyState:
+        """torch's ``ReduceLROnPlateau`` rule, with a relative threshold that is sign-correct."""
+        o = self._opts
         best, bad = state.best, state.count
         if best is None or self._improves(m, best):
             best, bad = m, 0
@@ -250,8 +257,8 @@ class Policy(Configurable):
         pops = state.pops
         if bad > o["patience"]:
             pops, cooldown, bad = pops + 1, o["cooldown"], 0
-        return dataclasses.replace(state, observations=seen, last=m, best=best, count=bad,
-                                   cooldown=cooldown, pops=pops)
+        return dataclasses.replace(state, observations=state.observations + 1, last=m, best=best,
+                                   count=bad, cooldown=cooldown, pops=pops)
 
     def _improves(self, m: float, best: float) -> bool:
         o = self._opts
@@ -311,3 +318,12 @@ class Policy(Configurable):
                 raise ConfigError(f"policy state: {name} must be a number or null, got {value!r}")
             kwargs[name] = None if value is None else float(value)
         return PolicyState(**kwargs)
+
+
+# one pure transition per trigger: state, metric -> state
+_TRANSITIONS = {
+    "epoch": Policy._observe_epoch,
+    "cutoff": Policy._observe_cutoff,
+    "oscillation": Policy._observe_oscillation,
+    "plateau": Policy._observe_plateau,
+}
