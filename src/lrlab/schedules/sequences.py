@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lrlab.schedules.base import Schedule, check_choice, check_float, check_int, register
+from lrlab.schedules.base import SCALAR, Schedule, check_choice, check_float, check_int, register
 
 SEQUENCE_KINDS = ("seq1", "seq2", "seq3", "seq4", "seq4_slides", "geometric")
 
@@ -47,7 +47,7 @@ class DecayingSequence(Schedule):
 
     def value(self, pops) -> float:
         """The learning rate after ``pops`` pops."""
-        return float(self._value(float(pops), _scalar()))
+        return float(self._value(float(pops), SCALAR))
 
     def _value(self, i, ops):
         if self.length is not None:
@@ -71,8 +71,3 @@ class DecayingSequence(Schedule):
     def evaluate(self, t, ops):
         return self._value(ops.floor(t / self.period) + 0.0, ops)
 
-
-def _scalar():
-    from lrlab.schedules.base import SCALAR
-
-    return SCALAR
