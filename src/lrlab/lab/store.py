@@ -201,7 +201,7 @@ class Store:
             cur.execute(
                 "INSERT INTO studies(name, config, updated) VALUES (?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET config=excluded.config, updated=excluded.updated",
-                (name, json.dumps(config, sort_keys=True), now),
+                (name, json.dumps(config), now),  # key order kept: it is the schedules' order
             )
             cur.execute("DELETE FROM study_trials WHERE study=?", (name,))
             cur.executemany(

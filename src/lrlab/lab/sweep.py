@@ -61,32 +61,63 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def _resolve_trial_fn(trial_fn: TrialFn | None) -> TrialFn:
-    if trial_fn is not None:
-        return trial_fn
-    from lrlab.lab.trainer import train_trial
+#: Tasks loaded by this process (a worker trains many trials on the same data).
+_TASK_CACHE: dict[tuple, Any] = {}
 
-    return train_trial
+
+def _default_trial(spec: Any, *, device=None, threads: int | None = 1):
+    """:func:`lrlab.lab.trainer.train_trial` with the task loaded once per process."""
+    from lrlab.lab.tasks import load_task
+    from lrlab.lab.trainer import resolve_device, train_trial
+
+    dev = resolve_device(device)
+    key = (spec.task, spec.data_dir, str(dev))
+    if key not in _TASK_CACHE:
+        _TASK_CACHE.clear()  # one task at a time is enough, and keeps memory flat
+        _TASK_CACHE[key] = load_task(spec.task, data_dir=spec.data_dir, device=dev)
+    return train_trial(spec, device=dev, threads=threads, task=_TASK_CACHE[key])
 
 
 def execute_trial(trial_fn: TrialFn | None, spec: Any, device: str | None, threads: int | None):
-    """Run one trial; return ``(result, None)`` or ``(None, one-line error)``. Runs in a worker."""
+    """Run one trial; return ``(result, None)`` or ``(None, one-line error)``. Runs in a worker.
+
+    ``trial_fn`` defaults to the lab trainer (:func:`lrlab.lab.trainer.train_trial`).
+    """
     try:
-        return _resolve_trial_fn(trial_fn)(spec, device=device, threads=threads), None
+        return (trial_fn or _default_trial)(spec, device=device, threads=threads), None
     except Exception as exc:  # a failing trial is recorded, never fatal to the sweep
         return None, _one_line(exc)
 
 
-def _watch_parent(parent_pid: int) -> None:
-    """Exit this worker when the driver is gone (a SIGKILLed driver leaves no orphans training)."""
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS): kill(pid, 0) is all we have
+        return True
+
+
+def _watch_driver(driver_pid: int) -> None:
+    """Worker initializer: exit this worker as soon as the driver is gone, so that a SIGKILLed
+    driver leaves no orphans training (the fork server then exits too, once its workers have)."""
 
     def watch():
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(0)
+        while _alive(driver_pid):
             time.sleep(0.5)
+        os._exit(0)
 
-    threading.Thread(target=watch, name="lrlab-parent-watch", daemon=True).start()
+    threading.Thread(target=watch, name="lrlab-driver-watch", daemon=True).start()
+
+
+#: Modules the fork server imports once, before it forks workers.
+FORKSERVER_PRELOAD = ("lrlab.lab.sweep", "lrlab.lab.trainer", "lrlab.lab.tasks", "lrlab.lab.models")
 
 
 class InlineExecutor:
@@ -105,11 +136,16 @@ class InlineExecutor:
 
 
 class LocalExecutor:
-    """A pool of ``workers`` reused worker processes (``spawn`` start method by default).
+    """A pool of ``workers`` reused worker processes.
 
     At most ``workers`` trials are in flight; each worker runs its trials with ``threads`` torch
     threads. A worker that dies (killed, out of memory) fails the trials it may have held and the
     pool is started afresh.
+
+    The start method is ``forkserver`` where the platform has it (a server process imports torch
+    and the trainer once, then forks each worker from it: fast starts, no inherited threads),
+    else ``spawn``. With ``forkserver``, workers see the environment of the moment the server
+    started (the first pool of this process), not later changes to ``os.environ``.
     """
 
     def __init__(
@@ -119,20 +155,25 @@ class LocalExecutor:
         trial_fn: TrialFn | None = None,
         device=None,
         threads: int | None = 1,
-        start_method: str = "spawn",
+        start_method: str | None = None,
     ):
         self.workers = default_workers() if workers is None else int(workers)
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1 for the local executor, got {workers!r}")
         self.trial_fn, self.device, self.threads = trial_fn, device, threads
+        if start_method is None:
+            methods = multiprocessing.get_all_start_methods()
+            start_method = "forkserver" if "forkserver" in methods else "spawn"
         self.context = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            self.context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
         self._pool: cf.ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=self.context,
-            initializer=_watch_parent,
+            initializer=_watch_driver,
             initargs=(os.getpid(),),
         )
 
@@ -222,31 +263,51 @@ class SweepSummary:
     seconds: float
 
 
-def _progress(console):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+class _Progress:
+    """A rich progress bar on a terminal; one line per finished trial otherwise (logs, CI)."""
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[last]}"),
-        console=console,
-        transient=False,
-    )
+    def __init__(self, console, title: str, total: int):
+        from rich.console import Console
+
+        self.console = console if console is not None else Console(stderr=True)
+        self.total, self.count, self.bar = total, 0, None
+        if self.console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[last]}"),
+                console=self.console,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(title, total=total, last="")
+
+    def advance(self, text: str) -> None:
+        self.count += 1
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, last=text)
+        else:
+            self.console.print(f"[{self.count}/{self.total}] {text}", highlight=False)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def record_outcome(store: Store, outcome: Outcome) -> str:
     """Commit one trial's outcome to the store (one transaction); return its status."""
-    from lrlab.lab.report import convergence_epoch
+    from lrlab.policies import convergence_epoch
 
     spec = outcome.spec
     key, spec_dict = spec.key(), spec.to_dict()
@@ -301,7 +362,7 @@ def run_sweep(
     process pool. Cells of the study that share a spec (hence a key) are trained once.
     """
     start = time.perf_counter()
-    cells = study.cells()
+    cells = study.cells
     store.save_study(study.name, study.to_dict(), [(c.schedule, c.seed, c.key) for c in cells])
     finished = store.finished_keys()
     todo, seen = [], set()
@@ -321,24 +382,22 @@ def run_sweep(
     own_executor = executor is None
     if executor is None:
         executor = make_executor("local", workers=workers, trial_fn=trial_fn, device=device, threads=threads)
-    bar = _progress(console) if (progress and todo) else None
+    bar = None
     try:
-        if bar is not None:
-            bar.start()
-            task = bar.add_task(
-                f"{study.name} ({distinct - len(todo)} done before)" if len(todo) < distinct else study.name,
-                total=len(todo),
-                last="",
-            )
+        if progress and todo:
+            done_before = distinct - len(todo)
+            title = f"{study.name} ({done_before} done before)" if done_before else study.name
+            bar = _Progress(console, title, len(todo))
         for outcome in executor.run(handed_out()):
             status = record_outcome(store, outcome)
             counts[status] += 1
             if bar is not None:
-                name = names.get(outcome.spec.key(), "?")
-                last = f"{name}: {status}"
-                if outcome.result is not None and status == "done":
-                    last += f", test acc {outcome.result.final_test_acc:.3f}"
-                bar.update(task, advance=1, last=last)
+                text = f"{names.get(outcome.spec.key(), '?')}: {status}"
+                if status == "done":
+                    text += f", final test acc {outcome.result.final_test_acc:.3f}"
+                elif status == "failed":
+                    text += f" ({outcome.error})"
+                bar.advance(text)
     finally:
         if bar is not None:
             bar.stop()
