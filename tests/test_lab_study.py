@@ -82,7 +82,11 @@ def test_default_study_is_the_issue_comparison():
     types = {name: e.config["type"] for name, e in study.schedules.items()}
     base = study.resolved_config("multistep")
     total = study.epochs * study.iterations_per_epoch
-    assert base["lr"] == 0.1 and base["gamma"] == 0.1
+    assert base["gamma"] == 0.1
+    # every schedule shares one peak learning rate (see the comment in default.toml)
+    ralr = study.resolved_config("ralr")
+    assert ralr["base"] == base and ralr["p"] == 0.5 and (ralr["low"], ralr["high"]) == (1.0, 3.0)
+    assert study.resolved_config("cosine")["lr"] == base["lr"]
     assert base["milestones"] == [round(0.5 * total), round(0.75 * total)]
     assert sorted(types.values()) == sorted(
         ["multistep", "ralr", "cyclic", "cosine", "kdecay", "kdecay", "sequence", "policy"]

@@ -207,3 +207,10 @@ def test_sequence_by_epoch_pops_once_per_period_and_stays_at_last_value_with_len
 def test_geometric_sequence():
     s = from_config({"type": "sequence", "kind": "geometric", "lr": 0.5, "gamma": 0.5})
     assert [s.value(i) for i in range(4)] == [0.5, 0.25, 0.125, 0.0625]
+
+
+def test_triangular2_far_past_1024_cycles_decays_to_base_instead_of_overflowing():
+    # torch's 1 / 2.0 ** (cycle - 1) raises OverflowError after 1024 cycles; the amplitude is 0
+    c = Cyclic(base_lr=0.5, max_lr=1.5, step_size_up=1, mode="triangular2")
+    assert c(2 * 5000 + 1) == 0.5
+    assert c.values([2 * 5000 + 1])[0] == 0.5
