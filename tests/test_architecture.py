@@ -6,6 +6,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "lrlab"
 
 LAYERS = {
+    "atomic": 0,
     "errors": 0,
     "schedules": 1,
     "policies": 2,

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+from lrlab.atomic import atomic_write_text
 from lrlab.errors import ConfigError
 
 SIGNALS = ("auto", "val_acc", "train_acc", "val_loss", "loss")
@@ -183,8 +184,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = sug.to_cyclic_config(step_size_up=step_size_up, mode=args.cycle_mode)
     text = json.dumps(cfg)
     if args.config_out is not None:
-        args.config_out.parent.mkdir(parents=True, exist_ok=True)
-        args.config_out.write_text(json.dumps(cfg, indent=2) + "\n")
+        atomic_write_text(args.config_out, json.dumps(cfg, indent=2) + "\n")
         console.print(f"wrote {args.config_out}")
     console.print(f"cyclic config (step_size_up = {step_size_up} iterations = "
                   f"{step_size_up / per_epoch:.3g} epochs of batch {args.batch_size}):")

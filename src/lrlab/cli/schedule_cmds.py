@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from lrlab.atomic import atomic_save_figure
 from lrlab.errors import ConfigError
 from lrlab.schedules import REGISTRY, from_config, load_config
 
@@ -115,11 +116,9 @@ def plot_curves(curves: dict[str, "object"], path, *, title: str = "", log: bool
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    atomic_save_figure(fig, path)
     plt.close(fig)
-    return path
+    return Path(path)
 
 
 def cmd_plot(args) -> int:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lrlab.atomic import atomic_save_figure
+
 if TYPE_CHECKING:  # pragma: no cover
     from lrlab.finder.range_test import RangeTestResult
     from lrlab.finder.suggest import Suggestion
@@ -96,7 +98,5 @@ def plot_result(result: RangeTestResult, path: str | Path | None = None, *,
         title += f", {len(runs)} runs)" if len(runs) > 1 else ")"
     fig.suptitle(title, fontsize=10)
     if path is not None:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=110)
+        atomic_save_figure(fig, path)
     return fig

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrlab.atomic import atomic_write_text
 from lrlab.errors import ConfigError
 from lrlab.finder.data import (
     EndOfData,
@@ -251,9 +252,7 @@ class RangeTestResult:
         """The result as JSON text (NaN written as null); also written to ``path`` when given."""
         text = json.dumps(self.to_dict(suggestion=suggestion), indent=indent, allow_nan=False)
         if path is not None:
-            p = Path(path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text + "\n")
+            atomic_write_text(path, text + "\n")
         return text
 
     @classmethod
@@ -299,9 +298,7 @@ class RangeTestResult:
                 w.writerow(row)
         text = buf.getvalue()
         if path is not None:
-            p = Path(path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
+            atomic_write_text(path, text)
         return text
 
     def plot(self, path: str | Path | None = None, *, suggestion: Suggestion | bool | None = True,

@@ -14,8 +14,6 @@ when the corrected Welch p-value is below 0.05; otherwise the report says "not s
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lrlab.atomic import atomic_save_figure, atomic_write_text
 from lrlab.lab.store import Store, StoredTrial
 
 ALPHA = 0.05
@@ -493,23 +492,8 @@ def plot_val_acc(report: Report, path: str | Path) -> None:
 # Atomic writing
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _save_figure(fig: Any, path: str | Path) -> None:
-    _atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=110))
+    atomic_save_figure(fig, path)
 
 
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
@@ -526,5 +510,5 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
             "Validation accuracy": paths["val_acc"].name,
         },
     )
-    _atomic_write(paths["report"], lambda f: f.write(text.encode("utf-8")))
+    atomic_write_text(paths["report"], text)
     return paths

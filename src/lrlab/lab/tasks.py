@@ -21,7 +21,6 @@ import os
 import pickle
 import random
 import struct
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrlab.atomic import atomic_write
 from lrlab.errors import DatasetNotFoundError, LrlabError, unknown_name_error
 
 #: Fraction of the training set held out for validation (fixed, seeded, the same for every trial).
@@ -217,19 +217,8 @@ def default_cache_dir() -> Path:
 
 def _save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``path`` so that readers never see a half-written file, even with parallel
-    sweep workers generating the same cache at once: temp file in the same folder + os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    sweep workers generating the same cache at once."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 # --------------------------------------------------------------------------------------------

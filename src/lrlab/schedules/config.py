@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lrlab.atomic import atomic_write_text
 from lrlab.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -42,11 +43,8 @@ def load_config(source: str | Path | dict) -> dict[str, Any]:
 
 def dump_config(config: dict[str, Any], path: str | Path) -> None:
     """Write ``config`` as JSON (or TOML for a ``.toml`` path, nested configs as tables)."""
-    path = Path(path)
-    if path.suffix.lower() == ".toml":
-        path.write_text(_to_toml(config))
-    else:
-        path.write_text(json.dumps(config, indent=2) + "\n")
+    text = _to_toml(config) if Path(path).suffix.lower() == ".toml" else json.dumps(config, indent=2) + "\n"
+    atomic_write_text(path, text)
 
 
 def _toml_value(value) -> str:
