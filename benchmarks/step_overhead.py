@@ -69,6 +69,17 @@ def main() -> None:
     ratio = times["lrlab Scheduler (CLR triangular2)"] / reference
     print(f"target: lrlab no slower than CyclicLR -> ratio {ratio:.2f} ({'met' if ratio <= 1 else 'NOT met'})")
 
+    # the share of a real training step (full table, more models: benchmarks/step_share.py)
+    from step_share import MODELS, SCHEDULES, measure
+
+    torch.set_num_threads(1)
+    print("\nshare of one training step (MNIST-1D CNN, batch 50, 1 thread, float lr, medians):")
+    for name, config in [("lrlab CLR triangular2", SCHEDULES["CLR triangular2"]),
+                         ("torch CyclicLR", "torch CyclicLR")]:
+        step_us, sched_us, share = measure(MODELS["cnn1d (MNIST-1D, batch 50)"], config, steps=400,
+                                           warmup=50, tensor_lr=False, device="cpu")
+        print(f"{name:40s} step {step_us:8.1f} us, scheduler {sched_us:6.2f} us = {share:.2%}")
+
 
 if __name__ == "__main__":
     main()

@@ -109,6 +109,11 @@ class Scheduler(LRScheduler):
     # ------------------------------------------------------------------ torch's API
     def step(self, metric: float | None = None) -> None:  # noqa: D401 - torch's signature
         """Advance one step, or with ``metric``, feed it to the policies (see the class doc)."""
+        if torch.compiler.is_compiling():
+            # inside a compiled function Dynamo would specialise on the step count and recompile
+            # every step: run the update eagerly instead (a graph break). A decorator would do the
+            # same but costs microseconds on every eager call.
+            return self._eager_step(metric)
         self._step_count += 1
         if metric is None:
             self.last_epoch += 1
@@ -116,20 +121,31 @@ class Scheduler(LRScheduler):
         else:
             self.observe(metric)
 
+    @torch.compiler.disable
+    def _eager_step(self, metric: float | None) -> None:
+        return Scheduler.step(self, metric)
+
     def get_lr(self) -> list[float]:
         return self.lr_at(self.last_epoch)
 
+    def get_last_lr(self) -> list[float | torch.Tensor]:
+        """The learning rates last applied, typed like each group's ``lr`` (tensors are copies)."""
+        return [
+            torch.tensor(lr, dtype=group["lr"].dtype, device=group["lr"].device)
+            if isinstance(group["lr"], torch.Tensor) else lr
+            for group, lr in zip(self.optimizer.param_groups, self._last_lr)
+        ]
+
     def _apply(self) -> None:
-        last = []
-        for group, lr in zip(self.optimizer.param_groups, self.lr_at(self.last_epoch)):
-            current = group["lr"]
-            if isinstance(current, torch.Tensor):
-                current.fill_(lr)
-                last.append(current.clone())
+        # _last_lr keeps plain floats: copying tensors on every step would cost more than the
+        # schedule itself; get_last_lr() makes the tensor copies when someone asks
+        lrs = self.lr_at(self.last_epoch)
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
             else:
                 group["lr"] = lr
-                last.append(lr)
-        self._last_lr = last
+        self._last_lr = lrs
 
     def _agree(self, metric: float) -> float:
         """Every rank must decide alike: average the metric over ranks when distributed."""
