@@ -18,6 +18,12 @@ class DatasetNotFoundError(LrlabError, FileNotFoundError):
     """A dataset is not on this machine; the message says how to get it."""
 
 
+def one_line(exc: BaseException) -> str:
+    """``"TypeName: first line of the message"``, for logs and tables of failed work."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' (did you mean 'x'?)' hint for a misspelt name, or '' when nothing is close."""
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from lrlab.errors import LrlabError
+from lrlab.errors import LrlabError, one_line
 
 # each module exposes register(subparsers), which sets func= on its parser(s)
 COMMAND_MODULES = ("schedule_cmds", "find", "compare")
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except LrlabError as exc:
         message = " ".join(str(exc).split())
         print(f"lrlab {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an unwritable --out, a full disk, ...: the user's to fix, in one line
+        print(f"lrlab {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lrlab: interrupted", file=sys.stderr)

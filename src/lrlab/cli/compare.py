@@ -45,7 +45,7 @@ def register(subparsers) -> None:
                         "(default: %(default)s)")
     p.add_argument("--list", action="store_true", help="list the built-in studies and exit")
     p.add_argument("--workers", type=lambda s: _count(s, 0), default=None, metavar="N",
-                   help="worker processes (default: min(2, CPU count)); 0 runs trials in this process")
+                   help="worker processes (default: one per CPU core); 0 runs trials in this process")
     p.add_argument("--threads", type=lambda s: _count(s, 1), default=1, metavar="N",
                    help="torch threads per worker (default: 1)")
     p.add_argument("--executor", default="local", choices=sorted(EXECUTORS),

@@ -23,8 +23,8 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from lrlab.errors import ConfigError, LrlabError
-from lrlab.lab.sweep import EXECUTORS, Outcome, TrialFn, _one_line, default_workers, execute_trial
+from lrlab.errors import ConfigError, LrlabError, one_line
+from lrlab.lab.sweep import EXECUTORS, Outcome, TrialFn, default_workers, execute_trial
 
 __all__ = ["RayExecutor", "make_ray_executor"]
 
@@ -106,7 +106,7 @@ class RayExecutor:
             try:
                 ray.init(**kwargs)
             except ConnectionError as exc:
-                raise LrlabError(f"ray: cannot connect to {self.address!r}: {_one_line(exc)}") from None
+                raise LrlabError(f"ray: cannot connect to {self.address!r}: {one_line(exc)}") from None
             self._started_ray = True
         if self.workers is None:
             if self._started_ray and self.address is None:
@@ -146,7 +146,7 @@ class RayExecutor:
                     try:
                         result, error = ray.get(ref)
                     except Exception as exc:  # the task or its worker was lost, or cancelled
-                        result, error = None, _one_line(exc)
+                        result, error = None, one_line(exc)
                     yield Outcome(spec, result, error)
         finally:
             if in_flight:  # interrupted: stop the trials nobody will record

@@ -22,20 +22,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from lrlab.errors import ConfigError, unknown_name_error
+from lrlab.errors import ConfigError, one_line, unknown_name_error
 from lrlab.lab.store import Store
 
 TrialFn = Callable[..., Any]  # (spec, *, device=None, threads=1) -> TrialResult
 
 
 def default_workers() -> int:
-    """``min(2, number of CPUs)``: one torch thread per worker keeps a small machine busy."""
-    return max(1, min(2, os.cpu_count() or 1))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    """One worker per CPU core, each with one torch thread: every core busy, no oversubscription."""
+    return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -86,7 +81,7 @@ def execute_trial(trial_fn: TrialFn | None, spec: Any, device: str | None, threa
     try:
         return (trial_fn or _default_trial)(spec, device=device, threads=threads), None
     except Exception as exc:  # a failing trial is recorded, never fatal to the sweep
-        return None, _one_line(exc)
+        return None, one_line(exc)
 
 
 def _alive(pid: int) -> bool:
@@ -206,7 +201,7 @@ class LocalExecutor:
                         broken = True
                         result, error = None, "BrokenProcessPool: a worker process died"
                     except Exception as exc:  # e.g. a result that could not be pickled
-                        result, error = None, _one_line(exc)
+                        result, error = None, one_line(exc)
                     yield Outcome(spec, result, error)
                 if broken:
                     for future, spec in list(in_flight.items()):
