@@ -20,6 +20,11 @@ Design choices, and why:
   validation loss are kept in host memory; ``best_test_acc`` is the test accuracy of that epoch.
 * **Divergence is a result, not an error.** A non-finite training (or validation) loss ends the
   trial early with ``diverged=True``, so one absurd learning rate never stops a sweep.
+* **Data-parallel under torchrun.** When ``torch.distributed`` is initialised with more than one
+  rank, the same trial is trained with ``DistributedDataParallel``: every rank draws the same
+  permutation and takes a strided shard of each global batch, so batches and steps per epoch are
+  those of the single-process trial (see :func:`train_trial`; the entry point is
+  ``python -m lrlab.lab.torchrun_trial``).
 """
 
 from __future__ import annotations
@@ -302,6 +307,42 @@ class TrialResult:
 # Helpers of the training loop
 
 
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)`` of this process in ``torch.distributed``; ``(0, 1)`` when no process
+    group is initialised. ``train_trial`` trains data-parallel when the world size is above 1."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum a few numbers over all ranks (float64; on the device for nccl, else on the CPU)."""
+    import torch.distributed as dist
+
+    where = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    total = torch.tensor(values, dtype=torch.float64, device=where)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total.tolist()
+
+
+def _broadcast_buffers(model: torch.nn.Module) -> None:
+    import torch.distributed as dist
+
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
+def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` wrapped in DistributedDataParallel (CUDA: on this rank's device)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        return DistributedDataParallel(model, device_ids=[device.index])
+    return DistributedDataParallel(model)
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` or ``"auto"``: CUDA when available, else the CPU."""
     if device is None or device == "auto":
@@ -385,8 +426,12 @@ class _EpochStats:
 
 
 def _train_epoch(model, optimizer, sched, task, order: torch.Generator, spec: TrialSpec,
-                 check_each_step: bool) -> _EpochStats:
-    """One pass over the training set in a seeded random order; stops at a non-finite loss."""
+                 check_each_step: bool, rank: int = 0, world: int = 1) -> _EpochStats:
+    """One pass over the training set in a seeded random order; stops at a non-finite loss.
+
+    With ``world > 1`` (``model`` wrapped in DDP) this rank trains on ``batch[rank::world]`` of
+    every global batch and returns its own sums (the caller reduces them over ranks).
+    """
     device = task.x_train.device
     n = len(task.y_train)
     stats = _EpochStats(
@@ -397,16 +442,27 @@ def _train_epoch(model, optimizer, sched, task, order: torch.Generator, spec: Tr
     model.train()
     for start in range(0, n, spec.batch_size):
         idx = perm[start : start + spec.batch_size]
+        if world > 1:
+            batch_size, idx = len(idx), idx[rank::world]
         xb, yb = task.x_train[idx], task.y_train[idx]
         logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
+        if world == 1:
+            loss = F.cross_entropy(logits, yb)
+            loss_sum = loss.detach().double() * len(idx)
+        else:
+            # DDP averages gradients over ranks, so scale this shard's summed loss by
+            # world / batch_size: the result is the gradient of the global batch's mean loss,
+            # also when the shards differ in size (the last batch) or one is empty
+            loss_sum = F.cross_entropy(logits, yb, reduction="sum")
+            loss = loss_sum * (world / batch_size)
+            loss_sum = loss_sum.detach().double()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         stats.lrs.append(float(optimizer.param_groups[0]["lr"]))
         optimizer.step()
         if spec.lr_interval == "step":
             sched.step()
-        stats.loss_sum += loss.detach().double() * len(idx)
+        stats.loss_sum += loss_sum
         stats.correct += (logits.detach().argmax(1) == yb).sum()
         stats.seen += len(idx)
         if check_each_step and not math.isfinite(loss.item()):
@@ -438,6 +494,22 @@ def train_trial(
         task: an already loaded :class:`~lrlab.lab.tasks.Task` named ``spec.task`` (a sweep
             loads it once for many trials); by default it is loaded from ``spec``.
         keep_best_state: also return the best epoch's weights in ``result.best_state``.
+
+    **Data-parallel** (``torch.distributed`` initialised with world size ``w > 1``, e.g. under
+    ``torchrun``; call it on every rank): the model is wrapped in ``DistributedDataParallel``
+    (gloo on the CPU; nccl on CUDA with ``device_ids=[device]``, the device defaulting to the
+    current CUDA device). Every rank draws the same epoch permutation from the seeded generator
+    and rank ``r`` trains on ``batch[r::w]`` of each global batch of ``spec.batch_size`` samples;
+    the shard's summed loss is scaled so that the averaged gradient is the global batch's mean
+    gradient. So the global batch size and the optimizer steps per epoch (hence the schedule's
+    time axis) are the single-process trial's, and the numbers match it up to float rounding
+    (BatchNorm models: batch statistics are per shard; running statistics are rank 0's).
+    ``train_loss`` / ``train_acc`` are summed over ranks (``all_reduce`` of sums and counts).
+    Evaluation runs on every rank on the whole validation and test sets with the unwrapped
+    model (identical weights, and BatchNorm buffers broadcast from rank 0 first, so identical
+    numbers); ``sched.step(val_loss)`` averages over ranks anyway. Divergence is checked once
+    per epoch and agreed on by ``all_reduce``, so every rank stops at the same epoch. Every rank
+    returns the same records (``seconds`` and ``wall_time`` are its own) and calls ``on_epoch``.
     """
     from lrlab.lab.models import build_model
     from lrlab.lab.tasks import load_task
@@ -446,6 +518,9 @@ def train_trial(
 
     started = time.perf_counter()
     dev = resolve_device(device)
+    rank, world = rank_and_world()
+    if world > 1 and dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
     with _trial_environment(dev, threads):
         if task is None:
             task = load_task(spec.task, data_dir=spec.data_dir, device=dev)
@@ -458,6 +533,7 @@ def train_trial(
 
         torch.manual_seed(spec.seed)
         model = build_model(spec.model, task).to(dev)
+        net = model if world == 1 else _data_parallel(model, dev)
         optimizer = make_optimizer(model.parameters(), spec.optimizer)
         sched = Scheduler(optimizer, schedule)
         order = torch.Generator(device="cpu").manual_seed(derive_seed(spec.seed, "batch-order"))
@@ -465,15 +541,25 @@ def train_trial(
         records: list[EpochRecord] = []
         best = {"epoch": 0, "val_loss": math.inf, "test_acc": math.nan, "state": None}
         diverged = False
+        check_each_step = dev.type == "cpu" and world == 1  # ranks must stop together
         for epoch in range(1, spec.epochs + 1):
             t0 = time.perf_counter()
-            stats = _train_epoch(model, optimizer, sched, task, order, spec, dev.type == "cpu")
+            stats = _train_epoch(net, optimizer, sched, task, order, spec, check_each_step,
+                                 rank, world)
+            if world > 1:  # BatchNorm running statistics: rank 0's, as DDP's next forward would
+                _broadcast_buffers(model)
             lr_mean, lr_min, lr_max = stats.lr_summary()
-            train_loss = stats.loss_sum.item() / max(stats.seen, 1)
-            train_acc = stats.correct.item() / max(stats.seen, 1)
+            loss_sum, correct, seen = stats.loss_sum.item(), stats.correct.item(), stats.seen
             val_loss, val_acc = evaluate(model, task.x_val, task.y_val)
             test_loss, test_acc = evaluate(model, task.x_test, task.y_test)
-            diverged = not (stats.finite and math.isfinite(train_loss) and math.isfinite(val_loss))
+            finite = stats.finite and math.isfinite(loss_sum) and math.isfinite(val_loss)
+            if world > 1:  # epoch sums over ranks; a non-finite loss on any rank stops them all
+                loss_sum, correct, seen, bad = _all_reduce_sum(
+                    [loss_sum, correct, seen, float(not finite)], dev)
+                finite = bad == 0
+            train_loss = loss_sum / max(seen, 1)
+            train_acc = correct / max(seen, 1)
+            diverged = not (finite and math.isfinite(train_loss))
             record = EpochRecord(
                 epoch=epoch,
                 train_loss=train_loss,
