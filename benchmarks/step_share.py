@@ -23,8 +23,9 @@ from lrlab.torch import Scheduler
 SCHEDULES = {
     "CLR triangular2": {"type": "cyclic", "mode": "triangular2", "base_lr": 0.001, "max_lr": 0.006,
                         "step_size_up": 200},
+    # one draw per epoch, as RALR specifies (an epoch of 50 iterations here)
     "RALR over cosine": {"type": "ralr", "base": {"type": "cosine", "lr": 0.05, "total": 10_000},
-                         "period": 1, "seed": 0},
+                         "period": 50, "seed": 0},
     "plateau policy x cosine": {"type": "policy", "trigger": "plateau", "factor": 0.5, "patience": 2,
                                 "schedule": {"type": "cosine", "lr": 0.05, "total": 10_000}},
 }

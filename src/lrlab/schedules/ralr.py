@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 
 from lrlab.errors import ConfigError
-from lrlab.schedules.base import Schedule, check_float, check_int, check_schedule, register
+from lrlab.schedules.base import SCALAR, Schedule, check_float, check_int, check_schedule, register
 
 _MASK = 0xFFFFFFFF
 _STREAM_DECIDE = 0x2545F491
@@ -45,6 +45,17 @@ def uniform(seed: int, index, stream: int, ops):
     x = _mix32(ops.to_uint32(index) ^ key)
     x = _mix32(x ^ ((key * 0x85EBCA6B) & _MASK))
     return ops.to_float(x >> 8) * (1.0 / 16777216.0)
+
+
+def _factor(seed, draw, p, low, high, ops):
+    amplified = uniform(seed, draw, _STREAM_DECIDE, ops) < p
+    u = low + (high - low) * uniform(seed, draw, _STREAM_FACTOR, ops)
+    return ops.where(amplified, u, 1.0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _scalar_factor(seed, draw, p, low, high):
+    return _factor(seed, draw, p, low, high, SCALAR)
 
 
 @register("ralr")
@@ -91,9 +102,9 @@ class RandomAmplify(Schedule):
     def factor(self, t, ops):
         """The amplification factor at step(s) ``t`` (1.0 where the draw says no)."""
         draw = ops.floor(t / self.period)
-        amplified = uniform(self.seed, draw, _STREAM_DECIDE, ops) < self.p
-        u = self.low + (self.high - self.low) * uniform(self.seed, draw, _STREAM_FACTOR, ops)
-        return ops.where(amplified, u, 1.0)
+        if ops is SCALAR:  # a draw lasts a whole period: reuse it rather than hash every step
+            return _scalar_factor(self.seed, draw, self.p, self.low, self.high)
+        return _factor(self.seed, draw, self.p, self.low, self.high, ops)
 
     def evaluate(self, t, ops):
         return self.base.evaluate(t, ops) * self.factor(t, ops)
