@@ -10,17 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from lrlab.cli.args import int_at_least
 from lrlab.errors import ConfigError
 
 
-def _count(text: str, lo: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}") from None
-    if value < lo:
-        raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -44,9 +37,9 @@ def register(subparsers) -> None:
                    help="a built-in study name (see --list) or the path of a .toml study file "
                         "(default: %(default)s)")
     p.add_argument("--list", action="store_true", help="list the built-in studies and exit")
-    p.add_argument("--workers", type=lambda s: _count(s, 0), default=None, metavar="N",
+    p.add_argument("--workers", type=int_at_least(0), default=None, metavar="N",
                    help="worker processes (default: one per CPU core); 0 runs trials in this process")
-    p.add_argument("--threads", type=lambda s: _count(s, 1), default=1, metavar="N",
+    p.add_argument("--threads", type=int_at_least(1), default=1, metavar="N",
                    help="torch threads per worker (default: 1)")
     p.add_argument("--executor", default="local", choices=sorted(EXECUTORS),
                    help="where trials run (default: local process pool)")
@@ -57,9 +50,9 @@ def register(subparsers) -> None:
                    help="folder of the report and plots (default: lrlab-out/STUDY)")
     p.add_argument("--db", type=Path, default=None, metavar="PATH",
                    help="results database (default: OUT/results.sqlite)")
-    p.add_argument("--seeds", type=lambda s: _count(s, 1), default=None, metavar="N",
+    p.add_argument("--seeds", type=int_at_least(1), default=None, metavar="N",
                    help="override the study's seeds with 0..N-1")
-    p.add_argument("--epochs", type=lambda s: _count(s, 1), default=None, metavar="N",
+    p.add_argument("--epochs", type=int_at_least(1), default=None, metavar="N",
                    help="override the study's epochs (placeholders scale the horizons)")
     p.add_argument("--device", default=None, metavar="DEVICE",
                    help="cpu, cuda, cuda:1, ... (default: CUDA when available, else CPU)")

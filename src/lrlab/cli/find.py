@@ -9,36 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from lrlab.atomic import atomic_write_text
+from lrlab.cli.args import int_at_least, positive_float
 from lrlab.errors import ConfigError
 
 SIGNALS = ("auto", "val_acc", "train_acc", "val_loss", "loss")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return v
-
-
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}")
-        return v
-
-    return parse
 
 
 def register(subparsers) -> None:
@@ -59,30 +38,30 @@ def register(subparsers) -> None:
     p.add_argument("--mode", default="exp", choices=("linear", "exp"),
                    help="ladder of rates: geometric (exp, default: for an unknown scale) or linear "
                         "(Smith's; good for a second, finer pass)")
-    p.add_argument("--start-lr", type=_positive_float, default=1e-4, metavar="LR", help="default: %(default)s")
-    p.add_argument("--end-lr", type=_positive_float, default=10.0, metavar="LR", help="default: %(default)s")
-    p.add_argument("--steps", type=_int_at_least(10), default=None, metavar="N",
+    p.add_argument("--start-lr", type=positive_float, default=1e-4, metavar="LR", help="default: %(default)s")
+    p.add_argument("--end-lr", type=positive_float, default=10.0, metavar="LR", help="default: %(default)s")
+    p.add_argument("--steps", type=int_at_least(10), default=None, metavar="N",
                    help="optimizer steps (default: --epochs epochs, at least 100)")
-    p.add_argument("--epochs", type=_positive_float, default=4.0, metavar="E",
+    p.add_argument("--epochs", type=positive_float, default=4.0, metavar="E",
                    help="length of the test in epochs when --steps is not given (default: %(default)s)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=128, metavar="N", help="default: %(default)s")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
+    p.add_argument("--batch-size", type=int_at_least(1), default=128, metavar="N", help="default: %(default)s")
+    p.add_argument("--seed", type=int_at_least(0), default=0, metavar="N",
                    help="model init, data order (default: %(default)s)")
-    p.add_argument("--repeats", type=_int_at_least(1), default=3, metavar="N",
+    p.add_argument("--repeats", type=int_at_least(1), default=3, metavar="N",
                    help="runs over seeds SEED.. for the spread of each bound (default: %(default)s); "
                         "1 reads the spread from a bootstrap of the curve")
-    p.add_argument("--val-every", type=_int_at_least(1), default=1, metavar="K",
+    p.add_argument("--val-every", type=int_at_least(1), default=1, metavar="K",
                    help="evaluate the validation subset every K steps (default: %(default)s)")
-    p.add_argument("--val-samples", type=_int_at_least(1), default=1024, metavar="N",
+    p.add_argument("--val-samples", type=int_at_least(1), default=1024, metavar="N",
                    help="validation samples per evaluation (default: %(default)s)")
     p.add_argument("--signal", default="auto", choices=SIGNALS,
                    help="curve the bounds are read from (default: validation accuracy)")
-    p.add_argument("--diverge-factor", type=_positive_float, default=4.0, metavar="F",
+    p.add_argument("--diverge-factor", type=positive_float, default=4.0, metavar="F",
                    help="stop when the smoothed loss exceeds F x its best (default: %(default)s)")
-    p.add_argument("--step-size-up", type=_int_at_least(1), default=None, metavar="N",
+    p.add_argument("--step-size-up", type=int_at_least(1), default=None, metavar="N",
                    help="half-cycle of the printed cyclic config in iterations "
                         "(default: --step-size-epochs x iterations per epoch)")
-    p.add_argument("--step-size-epochs", type=_positive_float, default=4.0, metavar="E",
+    p.add_argument("--step-size-epochs", type=positive_float, default=4.0, metavar="E",
                    help="half-cycle in epochs (Smith: 2-10; default: %(default)s)")
     p.add_argument("--cycle-mode", default="triangular2", choices=("triangular", "triangular2", "exp_range"),
                    help="mode of the printed cyclic config (default: %(default)s)")
