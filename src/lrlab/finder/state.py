@@ -73,38 +73,25 @@ class StateSnapshot:
 
     def nbytes(self) -> int:
         """Bytes of tensor data held by the snapshot (all in host memory)."""
-        total = 0
-
-        def visit(o: Any) -> None:
-            nonlocal total
-            if isinstance(o, torch.Tensor):
-                total += o.numel() * o.element_size()
-            elif isinstance(o, Mapping):
-                for v in o.values():
-                    visit(v)
-            elif isinstance(o, (list, tuple)):
-                for v in o:
-                    visit(v)
-
-        visit([self.model_state, self.extra_buffers, self.grads, self.optimizer_state])
-        return total
+        parts = [self.model_state, self.extra_buffers, self.grads, self.optimizer_state]
+        return sum(t.numel() * t.element_size() for t in _tensors(parts))
 
     def devices(self) -> set[str]:
         """Device types of every tensor in the snapshot (always ``{"cpu"}`` or empty)."""
-        found: set[str] = set()
+        parts = [self.model_state, self.extra_buffers, self.grads, self.optimizer_state, self.rng]
+        return {t.device.type for t in _tensors(parts)}
 
-        def visit(o: Any) -> None:
-            if isinstance(o, torch.Tensor):
-                found.add(o.device.type)
-            elif isinstance(o, Mapping):
-                for v in o.values():
-                    visit(v)
-            elif isinstance(o, (list, tuple)):
-                for v in o:
-                    visit(v)
 
-        visit([self.model_state, self.extra_buffers, self.grads, self.optimizer_state, self.rng])
-        return found
+def _tensors(obj: Any):
+    """Every tensor inside nested dicts, lists and tuples."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, Mapping):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _tensors(value)
 
 
 def _rng_state() -> dict[str, Any]:
