@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lrlab.errors import ConfigError, LrlabError, one_line
-from lrlab.lab.sweep import EXECUTORS, Outcome, TrialFn, default_workers, execute_trial
+from lrlab.lab.sweep import EXECUTORS, Outcome, TrialFn, default_workers, execute_trial, keep_in_flight
 
 __all__ = ["RayExecutor", "make_ray_executor"]
 
@@ -126,23 +126,17 @@ class RayExecutor:
     # ------------------------------------------------------------------ the Executor protocol
     def run(self, specs: Iterable[Any]) -> Iterator[Outcome]:
         ray = self._connect()
-        pending = iter(specs)
         in_flight = self._in_flight
-        exhausted = False
+
+        def submit(spec):
+            return self._remote.remote(self.trial_fn, spec, self.device, self.threads)
+
+        def first_done(refs):
+            return ray.wait(refs, num_returns=1)[0]
+
         try:
-            while True:
-                while not exhausted and len(in_flight) < self.workers:
-                    spec = next(pending, None)
-                    if spec is None:
-                        exhausted = True
-                        break
-                    ref = self._remote.remote(self.trial_fn, spec, self.device, self.threads)
-                    in_flight[ref] = spec
-                if not in_flight:
-                    return
-                done, _ = ray.wait(list(in_flight), num_returns=1)
-                for ref in done:
-                    spec = in_flight.pop(ref)
+            for finished in keep_in_flight(specs, self.workers, in_flight, submit, first_done):
+                for spec, ref in finished:
                     try:
                         result, error = ray.get(ref)
                     except Exception as exc:  # the task or its worker was lost, or cancelled

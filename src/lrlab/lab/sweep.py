@@ -14,6 +14,7 @@ executor only has to pull specs from the iterable as it has room and yield outco
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import multiprocessing
 import os
 import threading
@@ -31,6 +32,20 @@ TrialFn = Callable[..., Any]  # (spec, *, device=None, threads=1) -> TrialResult
 def default_workers() -> int:
     """One worker per CPU core, each with one torch thread: every core busy, no oversubscription."""
     return max(1, os.cpu_count() or 1)
+
+
+def keep_in_flight(specs: Iterable[Any], limit: int, in_flight: dict, submit: Callable,
+                   wait_any: Callable) -> Iterator[list]:
+    """Submit ``specs`` keeping at most ``limit`` in flight; yield each batch of finished
+    ``(spec, handle)`` pairs. ``in_flight`` (handle -> spec) is the caller's, so that it can
+    cancel what is left, or drop it between batches when its backend broke."""
+    pending = iter(specs)
+    while True:
+        for spec in itertools.islice(pending, max(0, limit - len(in_flight))):
+            in_flight[submit(spec)] = spec
+        if not in_flight:
+            return
+        yield [(in_flight.pop(handle), handle) for handle in wait_any(list(in_flight))]
 
 
 @dataclass
@@ -172,29 +187,21 @@ class LocalExecutor:
             initargs=(os.getpid(),),
         )
 
+    def _submit(self, spec: Any) -> cf.Future:
+        if self._pool is None:
+            self._pool = self._new_pool()
+        return self._pool.submit(execute_trial, self.trial_fn, spec, self.device, self.threads)
+
     def run(self, specs: Iterable[Any]) -> Iterator[Outcome]:
-        pending = iter(specs)
         in_flight: dict[cf.Future, Any] = {}
-        exhausted = False
+
+        def first_done(futures):
+            return cf.wait(futures, return_when=cf.FIRST_COMPLETED)[0]
+
         try:
-            while True:
-                while not exhausted and len(in_flight) < self.workers:
-                    spec = next(pending, None)
-                    if spec is None:
-                        exhausted = True
-                        break
-                    if self._pool is None:
-                        self._pool = self._new_pool()
-                    future = self._pool.submit(
-                        execute_trial, self.trial_fn, spec, self.device, self.threads
-                    )
-                    in_flight[future] = spec
-                if not in_flight:
-                    return
-                done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+            for finished in keep_in_flight(specs, self.workers, in_flight, self._submit, first_done):
                 broken = False
-                for future in done:
-                    spec = in_flight.pop(future)
+                for spec, future in finished:
                     try:
                         result, error = future.result()
                     except cf.process.BrokenProcessPool:
@@ -204,7 +211,7 @@ class LocalExecutor:
                         result, error = None, one_line(exc)
                     yield Outcome(spec, result, error)
                 if broken:
-                    for future, spec in list(in_flight.items()):
+                    for spec in in_flight.values():
                         yield Outcome(spec, None, "BrokenProcessPool: a worker process died")
                     in_flight.clear()
                     self.close()
