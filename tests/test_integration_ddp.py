@@ -31,6 +31,8 @@ POLICY = {"type": "policy", "trigger": "plateau", "factor": 0.5, "patience": 0, 
 
 
 def _worker(out_path: str) -> None:
+    import gc
+
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -84,6 +86,8 @@ def _worker(out_path: str) -> None:
             "weights_equal": all(torch.equal(weights[0], w) for w in weights[1:]),
             "policy_state": sched.state_dict()["policy_states"][2],
         }))
+    del ddp  # DDP holds the process group; see docs/integrations.md on freeing it before exit
+    gc.collect()
     dist.barrier()
     dist.destroy_process_group()
 

@@ -17,6 +17,7 @@ exit status 2 (checked before the process group is joined where possible).
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -106,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
             )
     finally:
         if joined:
+            # the trial's DDP wrapper, if still in a reference cycle, holds the group and its gloo
+            # threads alive past interpreter shutdown, where they can abort (docs/integrations.md)
+            gc.collect()
             dist.destroy_process_group()
     return 0
 
