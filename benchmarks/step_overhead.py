@@ -16,8 +16,19 @@ import torch
 
 from lrlab.torch import Scheduler
 
-CLR = {"type": "cyclic", "mode": "triangular2", "base_lr": 0.001, "max_lr": 0.006, "step_size_up": 2000}
-RALR = {"type": "ralr", "base": {"type": "cosine", "lr": 0.1, "total": 100_000}, "period": 391, "seed": 0}
+CLR = {
+    "type": "cyclic",
+    "mode": "triangular2",
+    "base_lr": 0.001,
+    "max_lr": 0.006,
+    "step_size_up": 2000,
+}
+RALR = {
+    "type": "ralr",
+    "base": {"type": "cosine", "lr": 0.1, "total": 100_000},
+    "period": 391,
+    "seed": 0,
+}
 
 
 def optimizer(groups: int, tensor_lr: bool = False):
@@ -52,32 +63,57 @@ def main() -> None:
         "lrlab Scheduler (RALR over cosine)": lambda: Scheduler(optimizer(g), RALR),
         "lrlab Scheduler (CLR, tensor lr)": lambda: Scheduler(optimizer(g, tensor_lr=True), CLR),
         "torch CyclicLR (triangular2)": lambda: torch.optim.lr_scheduler.CyclicLR(
-            optimizer(g), base_lr=0.001, max_lr=0.006, step_size_up=2000, mode="triangular2",
-            cycle_momentum=False),
+            optimizer(g),
+            base_lr=0.001,
+            max_lr=0.006,
+            step_size_up=2000,
+            mode="triangular2",
+            cycle_momentum=False,
+        ),
         "torch CyclicLR (tensor lr)": lambda: torch.optim.lr_scheduler.CyclicLR(
-            optimizer(g, tensor_lr=True), base_lr=0.001, max_lr=0.006, step_size_up=2000,
-            mode="triangular2", cycle_momentum=False),
+            optimizer(g, tensor_lr=True),
+            base_lr=0.001,
+            max_lr=0.006,
+            step_size_up=2000,
+            mode="triangular2",
+            cycle_momentum=False,
+        ),
         "torch LambdaLR (constant lambda)": lambda: torch.optim.lr_scheduler.LambdaLR(
-            optimizer(g), lambda t: 1.0),
+            optimizer(g), lambda t: 1.0
+        ),
     }
-    times = {name: per_step_seconds(make, args.steps, args.repeats) for name, make in candidates.items()}
+    times = {
+        name: per_step_seconds(make, args.steps, args.repeats) for name, make in candidates.items()
+    }
     reference = times["torch CyclicLR (triangular2)"]
-    print(f"{args.steps} steps x {args.repeats} repeats (best), {g} parameter groups, torch {torch.__version__}")
+    print(
+        f"{args.steps} steps x {args.repeats} repeats (best), {g} parameter groups, torch {torch.__version__}"
+    )
     print(f"{'scheduler':40s} {'us/step':>9s} {'vs CyclicLR':>12s}")
     for name, seconds in times.items():
         print(f"{name:40s} {seconds * 1e6:9.2f} {seconds / reference:11.2f}x")
     ratio = times["lrlab Scheduler (CLR triangular2)"] / reference
-    print(f"target: lrlab no slower than CyclicLR -> ratio {ratio:.2f} ({'met' if ratio <= 1 else 'NOT met'})")
+    print(
+        f"target: lrlab no slower than CyclicLR -> ratio {ratio:.2f} ({'met' if ratio <= 1 else 'NOT met'})"
+    )
 
     # the share of a real training step (full table, more models: benchmarks/step_share.py)
     from step_share import MODELS, SCHEDULES, measure
 
     torch.set_num_threads(1)
     print("\nshare of one training step (MNIST-1D CNN, batch 50, 1 thread, float lr, medians):")
-    for name, config in [("lrlab CLR triangular2", SCHEDULES["CLR triangular2"]),
-                         ("torch CyclicLR", "torch CyclicLR")]:
-        step_us, sched_us, share = measure(MODELS["cnn1d (MNIST-1D, batch 50)"], config, steps=400,
-                                           warmup=50, tensor_lr=False, device="cpu")
+    for name, config in [
+        ("lrlab CLR triangular2", SCHEDULES["CLR triangular2"]),
+        ("torch CyclicLR", "torch CyclicLR"),
+    ]:
+        step_us, sched_us, share = measure(
+            MODELS["cnn1d (MNIST-1D, batch 50)"],
+            config,
+            steps=400,
+            warmup=50,
+            tensor_lr=False,
+            device="cpu",
+        )
         print(f"{name:40s} step {step_us:8.1f} us, scheduler {sched_us:6.2f} us = {share:.2%}")
 
 

@@ -21,20 +21,39 @@ import torch
 from lrlab.torch import Scheduler
 
 SCHEDULES = {
-    "CLR triangular2": {"type": "cyclic", "mode": "triangular2", "base_lr": 0.001, "max_lr": 0.006,
-                        "step_size_up": 200},
+    "CLR triangular2": {
+        "type": "cyclic",
+        "mode": "triangular2",
+        "base_lr": 0.001,
+        "max_lr": 0.006,
+        "step_size_up": 200,
+    },
     # one draw per epoch, as RALR specifies (an epoch of 50 iterations here)
-    "RALR over cosine": {"type": "ralr", "base": {"type": "cosine", "lr": 0.05, "total": 10_000},
-                         "period": 50, "seed": 0},
-    "plateau policy x cosine": {"type": "policy", "trigger": "plateau", "factor": 0.5, "patience": 2,
-                                "schedule": {"type": "cosine", "lr": 0.05, "total": 10_000}},
+    "RALR over cosine": {
+        "type": "ralr",
+        "base": {"type": "cosine", "lr": 0.05, "total": 10_000},
+        "period": 50,
+        "seed": 0,
+    },
+    "plateau policy x cosine": {
+        "type": "policy",
+        "trigger": "plateau",
+        "factor": 0.5,
+        "patience": 2,
+        "schedule": {"type": "cosine", "lr": 0.05, "total": 10_000},
+    },
 }
 
 
 def mlp():
     """The MNIST-1D repo's MLP on 8x8 digits: 64 -> 100 -> 100 -> 10 (about 18k parameters)."""
-    model = torch.nn.Sequential(torch.nn.Linear(64, 100), torch.nn.ReLU(), torch.nn.Linear(100, 100),
-                                torch.nn.ReLU(), torch.nn.Linear(100, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 100),
+        torch.nn.ReLU(),
+        torch.nn.Linear(100, 100),
+        torch.nn.ReLU(),
+        torch.nn.Linear(100, 10),
+    )
     return model, (64, 64)
 
 
@@ -42,10 +61,15 @@ def cnn1d():
     """MNIST-1D's CNN: three stride-2 Conv1d(25) layers on a 40-sample signal, batch 50."""
     model = torch.nn.Sequential(
         torch.nn.Unflatten(1, (1, 40)),
-        torch.nn.Conv1d(1, 25, 5, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv1d(25, 25, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv1d(25, 25, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.Flatten(), torch.nn.Linear(125, 10))
+        torch.nn.Conv1d(1, 25, 5, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv1d(25, 25, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv1d(25, 25, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(125, 10),
+    )
     return model, (50, 40)
 
 
@@ -59,8 +83,14 @@ def measure(make_model, config, *, steps: int, warmup: int, tensor_lr: bool, dev
     lr = torch.tensor(0.01, device=device) if tensor_lr else 0.01
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     if config == "torch CyclicLR":  # the reference: torch's own scheduler, same loop
-        sched = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.001, max_lr=0.006, step_size_up=200,
-                                                  mode="triangular2", cycle_momentum=False)
+        sched = torch.optim.lr_scheduler.CyclicLR(
+            opt,
+            base_lr=0.001,
+            max_lr=0.006,
+            step_size_up=200,
+            mode="triangular2",
+            cycle_momentum=False,
+        )
     else:
         sched = Scheduler(opt, config)
     x = torch.randn(batch, features, device=device)
@@ -95,22 +125,34 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.device}, {args.threads} thread(s), "
-          f"{args.steps} timed steps (medians)")
+    print(
+        f"torch {torch.__version__}, {args.device}, {args.threads} thread(s), "
+        f"{args.steps} timed steps (medians)"
+    )
     header = f"{'model':28} {'schedule':26} {'lr':6} {'step us':>9} {'sched us':>9} {'share':>7}"
     print(header)
     print("-" * len(header))
     worst = 0.0
     for model_name, make_model in MODELS.items():
-        for sched_name, config in [*SCHEDULES.items(), ("torch CyclicLR triangular2", "torch CyclicLR")]:
+        for sched_name, config in [
+            *SCHEDULES.items(),
+            ("torch CyclicLR triangular2", "torch CyclicLR"),
+        ]:
             for tensor_lr in (False, True):
-                step_us, sched_us, share = measure(make_model, config, steps=args.steps,
-                                                   warmup=args.warmup, tensor_lr=tensor_lr,
-                                                   device=args.device)
+                step_us, sched_us, share = measure(
+                    make_model,
+                    config,
+                    steps=args.steps,
+                    warmup=args.warmup,
+                    tensor_lr=tensor_lr,
+                    device=args.device,
+                )
                 if isinstance(config, dict):
                     worst = max(worst, share)
-                print(f"{model_name:28} {sched_name:26} {'tensor' if tensor_lr else 'float':6} "
-                      f"{step_us:9.1f} {sched_us:9.2f} {share:7.2%}")
+                print(
+                    f"{model_name:28} {sched_name:26} {'tensor' if tensor_lr else 'float':6} "
+                    f"{step_us:9.1f} {sched_us:9.2f} {share:7.2%}"
+                )
     verdict = "under" if worst < 0.01 else "OVER"
     print(f"largest lrlab share: {worst:.2%} ({verdict} the 1% target)")
 

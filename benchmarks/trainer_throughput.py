@@ -34,8 +34,9 @@ def textbook_trial(spec: TrialSpec, task) -> float:
     model = build_model(spec.model, task)
     optimizer = make_optimizer(model.parameters(), spec.optimizer)
     sched = Scheduler(optimizer, from_config(spec.schedule))
-    train = DataLoader(TensorDataset(task.x_train, task.y_train), batch_size=spec.batch_size,
-                       shuffle=True)
+    train = DataLoader(
+        TensorDataset(task.x_train, task.y_train), batch_size=spec.batch_size, shuffle=True
+    )
     val = DataLoader(TensorDataset(task.x_val, task.y_val), batch_size=spec.batch_size)
     test = DataLoader(TensorDataset(task.x_test, task.y_test), batch_size=spec.batch_size)
 
@@ -91,19 +92,30 @@ def main() -> None:
     task = load_task(args.task, data_dir=args.data_dir, cache_dir=args.cache_dir, device="cpu")
     steps = steps_per_epoch(len(task.y_train), args.batch_size)
     spec = TrialSpec(
-        task=args.task, model=args.model, epochs=args.epochs, batch_size=args.batch_size, seed=0,
+        task=args.task,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=0,
         schedule={"type": "cosine", "lr": 0.05, "total": steps * args.epochs},
     )
-    print(f"{task!r}\nmodel {args.model}, {args.epochs} epochs x {steps} steps of batch "
-          f"{args.batch_size}, {args.threads} thread(s), {args.trials} timed trials each, CPU")
+    print(
+        f"{task!r}\nmodel {args.model}, {args.epochs} epochs x {steps} steps of batch "
+        f"{args.batch_size}, {args.threads} thread(s), {args.trials} timed trials each, CPU"
+    )
 
     lab, lab_times = trials_per_minute(
-        lambda: train_trial(spec, task=task, device="cpu", threads=args.threads), args.trials)
+        lambda: train_trial(spec, task=task, device="cpu", threads=args.threads), args.trials
+    )
     book, book_times = trials_per_minute(lambda: textbook_trial(spec, task), args.trials)
-    print(f"lab trainer (in-memory batches): {lab:8.1f} trials/min  "
-          f"({statistics.mean(lab_times):.2f} s/trial)")
-    print(f"textbook DataLoader loop:        {book:8.1f} trials/min  "
-          f"({statistics.mean(book_times):.2f} s/trial)")
+    print(
+        f"lab trainer (in-memory batches): {lab:8.1f} trials/min  "
+        f"({statistics.mean(lab_times):.2f} s/trial)"
+    )
+    print(
+        f"textbook DataLoader loop:        {book:8.1f} trials/min  "
+        f"({statistics.mean(book_times):.2f} s/trial)"
+    )
     print(f"ratio lab / textbook:            {lab / book:8.2f}x")
 
 

@@ -47,7 +47,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--grid", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3])
     ap.add_argument("--fixed-epochs", type=int, default=40)
-    ap.add_argument("--step-epochs", type=int, default=4, help="half cycle of triangular2, in epochs")
+    ap.add_argument(
+        "--step-epochs", type=int, default=4, help="half cycle of triangular2, in epochs"
+    )
     ap.add_argument("--cycles", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3, help="range-test repeats")
@@ -66,20 +68,43 @@ def main() -> None:
     optimizer_cfg = {"type": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
     seeds = list(range(args.seeds))
     clr_epochs = 2 * args.step_epochs * args.cycles
-    report = {"task": "mnist1d", "batch_size": args.batch_size, "optimizer": optimizer_cfg, "seeds": seeds,
-              "fixed_epochs": args.fixed_epochs, "clr_epochs": clr_epochs, "models": {}}
+    report = {
+        "task": "mnist1d",
+        "batch_size": args.batch_size,
+        "optimizer": optimizer_cfg,
+        "seeds": seeds,
+        "fixed_epochs": args.fixed_epochs,
+        "clr_epochs": clr_epochs,
+        "models": {},
+    }
     lines = []
 
     def run(model, schedule, epochs):
         curves, finals, picked = [], [], []
         for seed in seeds:
-            res = train_trial(TrialSpec(task="mnist1d", model=model, schedule=schedule, epochs=epochs,
-                                        batch_size=args.batch_size, seed=seed, optimizer=optimizer_cfg),
-                              task=task, threads=1)
+            res = train_trial(
+                TrialSpec(
+                    task="mnist1d",
+                    model=model,
+                    schedule=schedule,
+                    epochs=epochs,
+                    batch_size=args.batch_size,
+                    seed=seed,
+                    optimizer=optimizer_cfg,
+                ),
+                task=task,
+                threads=1,
+            )
             curves.append([e.test_acc for e in res.epochs])
             finals.append(res.final_test_acc)
             picked.append(res.best_test_acc)
-        return {"schedule": schedule, "epochs": epochs, "curves": curves, "final": finals, "best_val_pick": picked}
+        return {
+            "schedule": schedule,
+            "epochs": epochs,
+            "curves": curves,
+            "final": finals,
+            "best_val_pick": picked,
+        }
 
     for model_name in args.models:
         t0 = time.perf_counter()
@@ -87,10 +112,21 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_model(model_name, task)
         opt = make_optimizer(model.parameters(), optimizer_cfg)
-        rt = range_test(model, opt, torch.nn.CrossEntropyLoss(), (task.x_train, task.y_train),
-                        val_data=(task.x_val, task.y_val), start_lr=1e-4, end_lr=10.0,
-                        steps=max(100, 4 * per_epoch), mode="exp", batch_size=args.batch_size,
-                        repeats=args.repeats, val_every=1, seed=0)
+        rt = range_test(
+            model,
+            opt,
+            torch.nn.CrossEntropyLoss(),
+            (task.x_train, task.y_train),
+            val_data=(task.x_val, task.y_val),
+            start_lr=1e-4,
+            end_lr=10.0,
+            steps=max(100, 4 * per_epoch),
+            mode="exp",
+            batch_size=args.batch_size,
+            repeats=args.repeats,
+            val_every=1,
+            seed=0,
+        )
         sug = rt.suggest()
         rt.to_json(args.out / f"range_test_{model_name}.json", suggestion=sug)
         rt.plot(args.out / f"range_test_{model_name}.png", suggestion=sug)
@@ -102,11 +138,18 @@ def main() -> None:
         # 2. the fixed grid; 3. triangular2 in the suggested bounds, and the suggested single lr
         rows = {}
         for lr in args.grid:
-            rows[f"constant {lr:g}"] = run(model_name, {"type": "constant", "lr": lr}, args.fixed_epochs)
-            print(f"[{model_name}] constant {lr:g}: final {mean_sd(rows[f'constant {lr:g}']['final'])}", flush=True)
+            rows[f"constant {lr:g}"] = run(
+                model_name, {"type": "constant", "lr": lr}, args.fixed_epochs
+            )
+            print(
+                f"[{model_name}] constant {lr:g}: final {mean_sd(rows[f'constant {lr:g}']['final'])}",
+                flush=True,
+            )
         cyc = sug.to_cyclic_config(step_size_up=args.step_epochs * per_epoch)
         rows["triangular2 (suggested bounds)"] = run(model_name, cyc, clr_epochs)
-        rows["constant (suggested lr)"] = run(model_name, {"type": "constant", "lr": sug.lr}, args.fixed_epochs)
+        rows["constant (suggested lr)"] = run(
+            model_name, {"type": "constant", "lr": sug.lr}, args.fixed_epochs
+        )
 
         grid_keys = [f"constant {lr:g}" for lr in args.grid]
         best_key = max(grid_keys, key=lambda k: np.mean(rows[k]["final"]))
@@ -115,23 +158,33 @@ def main() -> None:
         for row in rows.values():
             row["epochs_to_target"] = [epochs_to_reach(c, target) for c in row["curves"]]
         report["models"][model_name] = {
-            "suggestion": sug.to_dict(), "range_test_seconds": rt_seconds,
-            "range_test_steps": len(rt), "range_test_stop": [r.stop_reason for r in rt.runs],
-            "cyclic_config": cyc, "best_fixed": best_key, "target": target,
+            "suggestion": sug.to_dict(),
+            "range_test_seconds": rt_seconds,
+            "range_test_steps": len(rt),
+            "range_test_stop": [r.stop_reason for r in rt.runs],
+            "cyclic_config": cyc,
+            "best_fixed": best_key,
+            "target": target,
             "rows": {k: {kk: vv for kk, vv in v.items()} for k, v in rows.items()},
         }
 
         # markdown table
         sp = sug.spread
         lines.append(f"\n### MNIST-1D, model `{model_name}`\n")
-        lines.append(f"Range test ({len(rt)} steps x {len(rt.runs)} runs, stopped: "
-                     f"{', '.join(r.stop_reason for r in rt.runs)}; read from `{sug.signal}`): "
-                     f"base_lr = {sug.base_lr:.3g} (IQR {sp['base_lr'].q25:.3g}-{sp['base_lr'].q75:.3g}), "
-                     f"max_lr = {sug.max_lr:.3g} (IQR {sp['max_lr'].q25:.3g}-{sp['max_lr'].q75:.3g}), "
-                     f"lr = {sug.lr:.3g}. Warnings: {', '.join(sug.codes) or 'none'}.\n")
-        lines.append(f"Target = best fixed rate's mean final test accuracy - 1 point = {100 * target:.1f} %.\n")
-        lines.append(f"| schedule | epochs | final test acc (mean ± sd) | test acc at epoch {clr_epochs} | "
-                     "test acc at best val loss | epochs to target (per seed) |")
+        lines.append(
+            f"Range test ({len(rt)} steps x {len(rt.runs)} runs, stopped: "
+            f"{', '.join(r.stop_reason for r in rt.runs)}; read from `{sug.signal}`): "
+            f"base_lr = {sug.base_lr:.3g} (IQR {sp['base_lr'].q25:.3g}-{sp['base_lr'].q75:.3g}), "
+            f"max_lr = {sug.max_lr:.3g} (IQR {sp['max_lr'].q25:.3g}-{sp['max_lr'].q75:.3g}), "
+            f"lr = {sug.lr:.3g}. Warnings: {', '.join(sug.codes) or 'none'}.\n"
+        )
+        lines.append(
+            f"Target = best fixed rate's mean final test accuracy - 1 point = {100 * target:.1f} %.\n"
+        )
+        lines.append(
+            f"| schedule | epochs | final test acc (mean ± sd) | test acc at epoch {clr_epochs} | "
+            "test acc at best val loss | epochs to target (per seed) |"
+        )
         lines.append("|---|---|---|---|---|---|")
         for key, row in rows.items():
             m, s = mean_sd(row["final"])
@@ -143,8 +196,10 @@ def main() -> None:
             if key.startswith("constant (suggested"):
                 label += f" = {sug.lr:.3g}"
             am, asd = mean_sd([c[min(clr_epochs, len(c)) - 1] for c in row["curves"]])
-            lines.append(f"| {label} | {row['epochs']} | {100 * m:.1f} ± {100 * s:.1f} | "
-                         f"{100 * am:.1f} ± {100 * asd:.1f} | {100 * pm:.1f} ± {100 * ps:.1f} | {reach} |")
+            lines.append(
+                f"| {label} | {row['epochs']} | {100 * m:.1f} ± {100 * s:.1f} | "
+                f"{100 * am:.1f} ± {100 * asd:.1f} | {100 * pm:.1f} ± {100 * ps:.1f} | {reach} |"
+            )
 
         # curves plot
         from matplotlib.figure import Figure
@@ -153,8 +208,12 @@ def main() -> None:
         ax = fig.add_subplot(1, 1, 1)
         for key, row in rows.items():
             c = np.asarray(row["curves"]).mean(axis=0)
-            ax.plot(np.arange(1, len(c) + 1), 100 * c, lw=2 if key in (best_key,) or "triangular" in key else 1,
-                    label=key)
+            ax.plot(
+                np.arange(1, len(c) + 1),
+                100 * c,
+                lw=2 if key in (best_key,) or "triangular" in key else 1,
+                label=key,
+            )
         ax.axhline(100 * target, color="gray", ls=":", lw=1, label="target")
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%, mean of seeds)")

@@ -51,7 +51,10 @@ def test_no_module_imports_a_higher_layer():
 
 
 def test_every_package_is_assigned_a_layer():
-    packages = {p.stem if p.is_file() else p.name for p in SRC.iterdir()
-                if not p.name.startswith("_") and (p.suffix == ".py" or p.is_dir())}
+    packages = {
+        p.stem if p.is_file() else p.name
+        for p in SRC.iterdir()
+        if not p.name.startswith("_") and (p.suffix == ".py" or p.is_dir())
+    }
     packages.discard("py")
     assert packages <= set(LAYERS), packages - set(LAYERS)

@@ -45,8 +45,12 @@ def test_list_names_every_builtin_study(capsys):
 def test_bad_study_file_is_one_line_on_stderr_with_status_2(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(TINY.replace("epochs = 2", "epohcs = 2"))
-    proc = subprocess.run([sys.executable, "-m", "lrlab", "compare", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lrlab", "compare", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -88,9 +92,26 @@ def test_tiny_study_through_the_cli_then_resume(tmp_path, monkeypatch, capsys):
     with Store(out_dir / "results.sqlite") as store:
         first = {t.key: t.final_test_acc for t in store.study_trials("tiny")}
     # again, with an explicit --db and --out: nothing is retrained
-    assert main(["compare", "tiny.toml", "--workers", "0", "--no-progress",
-                 "--db", str(out_dir / "results.sqlite"), "--out", str(tmp_path / "again")]) == 0
-    assert "0 trials run (0 done, 0 diverged, 0 failed), 4 already in the database" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "compare",
+                "tiny.toml",
+                "--workers",
+                "0",
+                "--no-progress",
+                "--db",
+                str(out_dir / "results.sqlite"),
+                "--out",
+                str(tmp_path / "again"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        "0 trials run (0 done, 0 diverged, 0 failed), 4 already in the database"
+        in capsys.readouterr().err
+    )
     assert (tmp_path / "again" / "report.md").read_text() == (out_dir / "report.md").read_text()
     # --seeds 3 adds only the new seed's trials, --report-only trains nothing
     assert main(["compare", "tiny.toml", "--workers", "0", "--no-progress", "--seeds", "3"]) == 0

@@ -27,7 +27,20 @@ def test_lr_prints_a_table_from_a_toml_file(tmp_path, capsys):
 
 def test_plot_writes_a_png_with_several_configs(tmp_path):
     out = tmp_path / "p.png"
-    assert main(["plot", CLR, '{"type": "cosine", "lr": 3, "total": 50}', "--steps", "50", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                CLR,
+                '{"type": "cosine", "lr": 3, "total": 50}',
+                "--steps",
+                "50",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -67,7 +80,20 @@ def test_bad_input_is_one_line_without_traceback(args, fragment):
 def test_an_unwritable_output_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    proc = subprocess.run([sys.executable, "-m", "lrlab", "plot", CLR, "--steps", "5", "-o",
-                           str(blocker / "sub" / "x.png")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lrlab",
+            "plot",
+            CLR,
+            "--steps",
+            "5",
+            "-o",
+            str(blocker / "sub" / "x.png"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -56,8 +56,14 @@ SCHEDULES = {
     "cosine_restarts_mult1": CosineRestarts(lr=0.1, period=333, end_lr=0.01),
     "cyclic_triangular": Cyclic(base_lr=1e-3, max_lr=6e-3, step_size_up=200),
     "cyclic_triangular2": Cyclic(base_lr=1e-3, max_lr=6e-3, step_size_up=200, mode="triangular2"),
-    "cyclic_exp_range": Cyclic(base_lr=1e-3, max_lr=6e-3, step_size_up=200, step_size_down=300,
-                               mode="exp_range", gamma=0.9995),
+    "cyclic_exp_range": Cyclic(
+        base_lr=1e-3,
+        max_lr=6e-3,
+        step_size_up=200,
+        step_size_down=300,
+        mode="exp_range",
+        gamma=0.9995,
+    ),
     "ralr_paper": ralr_paper(50, steps_per_epoch=100, seed=7),
     "ralr_every_step": RandomAmplify(base=Cosine(lr=0.1, total=5000), p=0.5, period=1, seed=3),
     "kdecay_warp": KDecay(base=Cosine(lr=0.1, total=5000), k=2.0),
@@ -114,7 +120,9 @@ def _float32_bound(schedule, ref):
 
 @pytest.fixture(scope="module")
 def jax():
-    jax = pytest.importorskip("jax", reason="jax is not installed (pip install 'lrlab[integrations]')")
+    jax = pytest.importorskip(
+        "jax", reason="jax is not installed (pip install 'lrlab[integrations]')"
+    )
     return jax
 
 
@@ -139,7 +147,9 @@ def test_optax_with_x64_is_the_same_formula(jax):
         for name, schedule in SCHEDULES.items():
             got = np.asarray(jax.vmap(jax.jit(to_optax(schedule)))(jax.numpy.arange(STEPS)))
             assert got.dtype == np.float64
-            np.testing.assert_allclose(got, schedule.values(STEPS), rtol=1e-12, atol=0, err_msg=name)
+            np.testing.assert_allclose(
+                got, schedule.values(STEPS), rtol=1e-12, atol=0, err_msg=name
+            )
 
 
 def test_ralr_hash_traces_with_uint32(jax):
@@ -197,7 +207,9 @@ def test_optax_accepts_config_dict_and_carries_it(jax):
 
 @pytest.fixture(scope="module")
 def keras():
-    return pytest.importorskip("keras", reason="keras is not installed (pip install 'lrlab[integrations]')")
+    return pytest.importorskip(
+        "keras", reason="keras is not installed (pip install 'lrlab[integrations]')"
+    )
 
 
 @pytest.mark.parametrize("name", list(SCHEDULES))
@@ -260,7 +272,9 @@ def test_keras_model_fit(keras):
     assert current == pytest.approx(schedule(steps), rel=1e-6)
 
 
-@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # keras + numpy 2.4
+@pytest.mark.filterwarnings(
+    "ignore:__array__ implementation:DeprecationWarning"
+)  # keras + numpy 2.4
 def test_keras_model_save_and_load(keras, tmp_path):
     """model.save / keras.models.load_model restore the schedule (registered as "lrlab>Schedule")."""
     schedule = Cosine(lr=0.1, total=100)
@@ -295,8 +309,13 @@ def test_keras_torch_backend_in_a_subprocess():
         """
     )
     env = dict(os.environ, KERAS_BACKEND="torch")
-    out = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)], env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code, os.path.dirname(__file__)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["torch", str(len(SCHEDULES))]
 

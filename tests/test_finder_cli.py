@@ -20,9 +20,32 @@ def cache(tmp_path, monkeypatch):
 def test_find_writes_json_plot_and_a_cyclic_config(cache, capsys):
     out = cache / "out"
     cfg_path = cache / "cyclic.json"
-    rc = main(["find", "--task", "digits", "--model", "mlp", "--steps", "40", "--repeats", "2",
-               "--start-lr", "1e-3", "--end-lr", "10", "--batch-size", "64", "--val-every", "2",
-               "--out", str(out), "--config-out", str(cfg_path), "--no-progress"])
+    rc = main(
+        [
+            "find",
+            "--task",
+            "digits",
+            "--model",
+            "mlp",
+            "--steps",
+            "40",
+            "--repeats",
+            "2",
+            "--start-lr",
+            "1e-3",
+            "--end-lr",
+            "10",
+            "--batch-size",
+            "64",
+            "--val-every",
+            "2",
+            "--out",
+            str(out),
+            "--config-out",
+            str(cfg_path),
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "base_lr" in captured.out and "max_lr" in captured.out
@@ -44,15 +67,30 @@ def test_find_writes_json_plot_and_a_cyclic_config(cache, capsys):
     assert back.suggest().max_lr == pytest.approx(cfg["max_lr"])
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["--task", "no-such-task"], "no-such-task"),
-    (["--model", "cnn"], "cnn"),
-    (["--start-lr", "1", "--end-lr", "0.1"], "start-lr"),
-    (["--optimizer", "{not json"], "--optimizer"),
-    (["--optimizer", '{"type": "lbfgs"}'], "lbfgs"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--task", "no-such-task"], "no-such-task"),
+        (["--model", "cnn"], "cnn"),
+        (["--start-lr", "1", "--end-lr", "0.1"], "start-lr"),
+        (["--optimizer", "{not json"], "--optimizer"),
+        (["--optimizer", '{"type": "lbfgs"}'], "lbfgs"),
+    ],
+)
 def test_find_bad_arguments_exit_2_with_one_line(cache, capsys, argv, needle):
-    rc = main(["find", "--task", "digits", "--steps", "20", "--out", str(cache / "o"), "--no-progress", *argv])
+    rc = main(
+        [
+            "find",
+            "--task",
+            "digits",
+            "--steps",
+            "20",
+            "--out",
+            str(cache / "o"),
+            "--no-progress",
+            *argv,
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert err.count("\n") == 0 and "error:" in err and needle in err

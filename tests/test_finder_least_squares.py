@@ -29,10 +29,18 @@ def least_squares(kappa: float, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     u, _ = torch.linalg.qr(torch.randn(N, D, generator=g, dtype=torch.float64))
     v, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
-    s = torch.sqrt(torch.logspace(0, -np.log10(kappa), D, dtype=torch.float64)) * np.sqrt(N) * SCALES[kappa]
+    s = (
+        torch.sqrt(torch.logspace(0, -np.log10(kappa), D, dtype=torch.float64))
+        * np.sqrt(N)
+        * SCALES[kappa]
+    )
     x = ((u * s) @ v.T).float()
     w_true = torch.randn(D, generator=g, dtype=torch.float64)
-    y = (x.double() @ w_true + 0.1 * torch.randn(N, generator=g, dtype=torch.float64)).float().unsqueeze(1)
+    y = (
+        (x.double() @ w_true + 0.1 * torch.randn(N, generator=g, dtype=torch.float64))
+        .float()
+        .unsqueeze(1)
+    )
     hessian = 2.0 * x.double().T @ x.double() / N
     eig = torch.linalg.eigvalsh(hessian)
     return x, y, float(eig.max()), float(eig.max() / eig.min())
@@ -45,8 +53,17 @@ def run_case(kappa: float, mode: str, momentum: float = 0.0, steps: int = 100, *
     nn.init.zeros_(model.weight)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
     start, end = (0.01 * edge, 3.0 * edge) if mode == "linear" else (1e-3 * edge, 10.0 * edge)
-    res = range_test(model, opt, nn.MSELoss(), (x, y), start_lr=start, end_lr=end, steps=steps, mode=mode,
-                     batch_size=N)  # one batch = the full data set: gradient descent
+    res = range_test(
+        model,
+        opt,
+        nn.MSELoss(),
+        (x, y),
+        start_lr=start,
+        end_lr=end,
+        steps=steps,
+        mode=mode,
+        batch_size=N,
+    )  # one batch = the full data set: gradient descent
     sug = res.suggest(**suggest_kw)
     return res, sug, edge, cond
 
@@ -56,7 +73,9 @@ CASES += [(k, m, 0.5) for k in (10, 1000) for m in ("linear", "exp")]
 RATIOS: dict[tuple, float] = {}
 
 
-@pytest.mark.parametrize("kappa,mode,momentum", CASES, ids=[f"kappa{k}-{m}-mu{mu}" for k, m, mu in CASES])
+@pytest.mark.parametrize(
+    "kappa,mode,momentum", CASES, ids=[f"kappa{k}-{m}-mu{mu}" for k, m, mu in CASES]
+)
 def test_max_lr_is_below_and_near_the_divergence_rate(kappa, mode, momentum, record_property):
     res, sug, edge, cond = run_case(kappa, mode, momentum)
     assert cond == pytest.approx(kappa, rel=1e-3)
@@ -65,9 +84,12 @@ def test_max_lr_is_below_and_near_the_divergence_rate(kappa, mode, momentum, rec
     ratio = sug.max_lr / edge
     RATIOS[(kappa, mode, momentum)] = ratio
     record_property("max_lr_over_edge", ratio)
-    print(f"\nkappa={kappa:>5} {mode:6s} mu={momentum}: max_lr = {ratio:.3f} x edge "
-          f"(edge {edge:.4g}; candidates " + ", ".join(f"{k} {v / edge:.3f}" for k, v in sug.candidates.items())
-          + f"; {sug.reasons['max_lr']})")
+    print(
+        f"\nkappa={kappa:>5} {mode:6s} mu={momentum}: max_lr = {ratio:.3f} x edge "
+        f"(edge {edge:.4g}; candidates "
+        + ", ".join(f"{k} {v / edge:.3f}" for k, v in sug.candidates.items())
+        + f"; {sug.reasons['max_lr']})"
+    )
     assert BAND[0] <= ratio < BAND[1], f"max_lr/edge = {ratio:.3f} outside {BAND}"
     assert sug.base_lr < sug.max_lr
     assert sug.spread["max_lr"] is not None  # a bootstrap spread is reported
@@ -80,8 +102,10 @@ def test_ratios_are_not_far_below_the_edge_on_the_whole():
                 _, sug, edge, _ = run_case(*case)
                 RATIOS[case] = sug.max_lr / edge
     ratios = np.array(list(RATIOS.values()))
-    print("\nmax_lr / edge over all cases: min %.3f median %.3f max %.3f" % (ratios.min(), np.median(ratios),
-                                                                           ratios.max()))
+    print(
+        "\nmax_lr / edge over all cases: min %.3f median %.3f max %.3f"
+        % (ratios.min(), np.median(ratios), ratios.max())
+    )
     assert np.median(ratios) >= 0.6
     assert ratios.max() < 1.0
 

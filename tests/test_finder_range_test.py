@@ -44,30 +44,44 @@ class CountingLoader:
         self.passes += 1
         for i in range(0, len(self.x), self.bs):
             self.drawn += 1
-            yield self.x[i: i + self.bs], self.y[i: i + self.bs]
+            yield self.x[i : i + self.bs], self.y[i : i + self.bs]
 
 
 # ------------------------------------------------------------------ the ladder
+
 
 @pytest.mark.parametrize("mode", ["linear", "exp"])
 def test_ladder_is_evenly_spaced_and_recorded_per_optimizer_step(mode):
     x, y = _blobs()
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    res = range_test(model, opt, nn.CrossEntropyLoss(), (x, y), start_lr=1e-3, end_lr=0.1, steps=30,
-                     mode=mode, diverge_factor=None)
+    res = range_test(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        (x, y),
+        start_lr=1e-3,
+        end_lr=0.1,
+        steps=30,
+        mode=mode,
+        diverge_factor=None,
+    )
     assert res.stop_reason == "end" and len(res) == 30
     expected = lr_ladder(1e-3, 0.1, 30, mode)
     np.testing.assert_allclose(res.lr, expected, rtol=1e-12)
     assert res.lr[0] == pytest.approx(1e-3) and res.lr[-1] == pytest.approx(0.1)
     steps = np.diff(res.lr) if mode == "linear" else np.diff(np.log(res.lr))
-    np.testing.assert_allclose(steps, steps[0], rtol=1e-9)  # constant increments (in log space for exp)
+    np.testing.assert_allclose(
+        steps, steps[0], rtol=1e-9
+    )  # constant increments (in log space for exp)
 
 
 def test_lr_is_really_applied_to_every_param_group():
     x, y = _blobs()
     model = _mlp()
-    opt = torch.optim.SGD([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 5.0}], lr=1.0)
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 5.0}], lr=1.0
+    )
     seen = []
     orig_step = opt.step
 
@@ -92,8 +106,17 @@ def test_gradient_accumulation_one_point_per_optimizer_step():
     steps_taken = []
     orig = opt.step
     opt.step = lambda *a, **k: (steps_taken.append(1), orig(*a, **k))[1]
-    res = range_test(model, opt, nn.CrossEntropyLoss(), loader, start_lr=1e-3, end_lr=1e-2, steps=15,
-                     accumulation_steps=3, diverge_factor=None)
+    res = range_test(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        loader,
+        start_lr=1e-3,
+        end_lr=1e-2,
+        steps=15,
+        accumulation_steps=3,
+        diverge_factor=None,
+    )
     del opt.step
     assert len(res) == 15 == len(steps_taken)
     assert loader.drawn == 45  # 3 micro-batches per point
@@ -102,29 +125,50 @@ def test_gradient_accumulation_one_point_per_optimizer_step():
 
 def test_accumulated_point_is_the_mean_of_its_micro_batch_losses():
     x, y = _blobs(n=64)
-    batches = [(x[i: i + 16], y[i: i + 16]) for i in range(0, 64, 16)]
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     with torch.no_grad():
         first_two = [nn.functional.cross_entropy(model(bx), by).item() for bx, by in batches[:2]]
-    res = range_test(model, opt, nn.CrossEntropyLoss(), batches, start_lr=0.0, end_lr=1e-9, steps=10,
-                     accumulation_steps=2, metrics=None)
+    res = range_test(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        batches,
+        start_lr=0.0,
+        end_lr=1e-9,
+        steps=10,
+        accumulation_steps=2,
+        metrics=None,
+    )
     assert res.loss[0] == pytest.approx(np.mean(first_two), rel=1e-6)
 
 
 # ------------------------------------------------------------------ stopping
 
+
 def test_divergence_rule_stops_and_keeps_the_point():
     x, y = _blobs()
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    res = range_test(model, opt, nn.CrossEntropyLoss(), (x, y), start_lr=1e-3, end_lr=1e4, steps=80,
-                     mode="exp", diverge_factor=3.0)
+    res = range_test(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        (x, y),
+        start_lr=1e-3,
+        end_lr=1e4,
+        steps=80,
+        mode="exp",
+        diverge_factor=3.0,
+    )
     assert res.stop_reason in ("diverged", "nan")
     assert len(res) < 80
     if res.stop_reason == "diverged":
         assert res.smoothed_loss[-1] > 3.0 * np.min(res.smoothed_loss[:-1])
-        assert np.all(res.smoothed_loss[:-1] <= 3.0 * np.minimum.accumulate(res.smoothed_loss[:-1]) + 1e-12)
+        assert np.all(
+            res.smoothed_loss[:-1] <= 3.0 * np.minimum.accumulate(res.smoothed_loss[:-1]) + 1e-12
+        )
         assert res.stop_lr == res.lr[-1]
 
 
@@ -139,7 +183,9 @@ def test_nan_loss_is_cut_off():
         loss = nn.functional.cross_entropy(out, t)
         return loss * float("nan") if calls["n"] == 13 else loss
 
-    res = range_test(model, opt, loss_fn, (x, y), start_lr=1e-3, end_lr=1e-2, steps=40, diverge_factor=None)
+    res = range_test(
+        model, opt, loss_fn, (x, y), start_lr=1e-3, end_lr=1e-2, steps=40, diverge_factor=None
+    )
     assert res.stop_reason == "nan"
     assert len(res) == 12 and np.isfinite(res.loss).all()
     assert res.stop_lr == pytest.approx(lr_ladder(1e-3, 1e-2, 40)[12])
@@ -149,27 +195,48 @@ def test_nan_loss_is_cut_off():
 
 def test_one_shot_iterator_ends_the_test():
     x, y = _blobs(n=200)
-    it = iter([(x[i: i + 20], y[i: i + 20]) for i in range(0, 200, 20)])  # 10 batches
+    it = iter([(x[i : i + 20], y[i : i + 20]) for i in range(0, 200, 20)])  # 10 batches
     model = _mlp()
-    res = range_test(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(), it,
-                     start_lr=1e-3, end_lr=1e-2, steps=25)
+    res = range_test(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        nn.CrossEntropyLoss(),
+        it,
+        start_lr=1e-3,
+        end_lr=1e-2,
+        steps=25,
+    )
     assert res.stop_reason == "end_of_data" and len(res) == 10
 
 
 # ------------------------------------------------------------------ metrics and data
 
+
 def test_accuracy_by_default_and_budgeted_validation():
     x, y = _blobs()
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
-    res = range_test(model, opt, nn.CrossEntropyLoss(), (x[:500], y[:500]), val_data=(x[500:], y[500:]),
-                     start_lr=1e-3, end_lr=0.5, steps=40, val_every=5, val_samples=50, batch_size=50)
+    res = range_test(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        (x[:500], y[:500]),
+        val_data=(x[500:], y[500:]),
+        start_lr=1e-3,
+        end_lr=0.5,
+        steps=40,
+        val_every=5,
+        val_samples=50,
+        batch_size=50,
+    )
     assert {"train_acc", "val_acc", "val_loss"} <= set(res.metrics)
     evaluated = np.nonzero(np.isfinite(res.metrics["val_acc"]))[0]
     want = [i for i in range(len(res)) if i % 5 == 0 or i == 39]
     assert list(evaluated) == [i for i in want if i < len(res)]
     # accuracy on a budget of 50 samples is a multiple of 1/50; train accuracy of 50-row batches too
-    assert np.allclose(res.metrics["val_acc"][evaluated] * 50, np.round(res.metrics["val_acc"][evaluated] * 50))
+    assert np.allclose(
+        res.metrics["val_acc"][evaluated] * 50, np.round(res.metrics["val_acc"][evaluated] * 50)
+    )
     assert np.all((res.metrics["train_acc"] >= 0) & (res.metrics["train_acc"] <= 1))
     # the model learns over the sweep: accuracy at the end beats chance (0.25) clearly
     assert np.nanmax(res.metrics["val_acc"]) > 0.6
@@ -180,13 +247,27 @@ def test_regression_has_no_accuracy_and_custom_metrics_work():
     x = torch.randn(200, 5, generator=g)
     y = x @ torch.randn(5, 1, generator=g)
     model = nn.Linear(5, 1)
-    res = range_test(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.MSELoss(), (x, y),
-                     start_lr=1e-3, end_lr=0.1, steps=12,
-                     metrics={"mae": lambda out, t: (out - t).abs().mean().item()})
+    res = range_test(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        nn.MSELoss(),
+        (x, y),
+        start_lr=1e-3,
+        end_lr=0.1,
+        steps=12,
+        metrics={"mae": lambda out, t: (out - t).abs().mean().item()},
+    )
     assert "train_acc" not in res.metrics and "train_mae" in res.metrics
     assert np.all(np.isfinite(res.metrics["train_mae"]))
-    res2 = range_test(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.MSELoss(), (x, y),
-                      start_lr=1e-3, end_lr=0.1, steps=12)
+    res2 = range_test(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        nn.MSELoss(),
+        (x, y),
+        start_lr=1e-3,
+        end_lr=0.1,
+        steps=12,
+    )
     assert res2.metrics == {}
 
 
@@ -203,16 +284,28 @@ def test_tensor_pair_batching_is_seeded_and_repeats_differ():
     np.testing.assert_array_equal(c.loss, a.loss)
     assert not np.array_equal(c.runs[1].loss, c.runs[2].loss)  # other data orders
     same = range_test(model, opt, nn.CrossEntropyLoss(), (x, y), seeds=[5, 5], **kw)
-    np.testing.assert_array_equal(same.runs[0].loss, same.runs[1].loss)  # each repeat starts from the same state
+    np.testing.assert_array_equal(
+        same.runs[0].loss, same.runs[1].loss
+    )  # each repeat starts from the same state
 
 
 def test_dataloader_input():
     x, y = _blobs()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True
+    )
     model = _mlp()
-    res = range_test(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(), loader,
-                     val_data=torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=100),
-                     start_lr=1e-3, end_lr=1.0, steps=20, val_samples=150)
+    res = range_test(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        nn.CrossEntropyLoss(),
+        loader,
+        val_data=torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=100),
+        start_lr=1e-3,
+        end_lr=1.0,
+        steps=20,
+        val_samples=150,
+    )
     assert len(res) == 20 and "val_acc" in res.metrics
 
 
@@ -261,32 +354,68 @@ def test_bad_mode_message_lists_allowed_values():
     x, y = _blobs(n=50)
     model = _mlp()
     with pytest.raises(ConfigError, match="linear, exp"):
-        range_test(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), (x, y),
-                   start_lr=1e-3, end_lr=1.0, steps=20, mode="geometric")
+        range_test(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            nn.CrossEntropyLoss(),
+            (x, y),
+            start_lr=1e-3,
+            end_lr=1.0,
+            steps=20,
+            mode="geometric",
+        )
 
 
 def test_bad_data_raises_config_error():
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ConfigError, match="train_data"):
-        range_test(model, opt, nn.CrossEntropyLoss(), (torch.zeros(5, 10), torch.zeros(4)),
-                   start_lr=1e-3, end_lr=1.0, steps=20)
+        range_test(
+            model,
+            opt,
+            nn.CrossEntropyLoss(),
+            (torch.zeros(5, 10), torch.zeros(4)),
+            start_lr=1e-3,
+            end_lr=1.0,
+            steps=20,
+        )
     with pytest.raises(ConfigError, match="train_data"):
         range_test(model, opt, nn.CrossEntropyLoss(), 42, start_lr=1e-3, end_lr=1.0, steps=20)
     with pytest.raises(ConfigError, match="val_data"):
-        range_test(model, opt, nn.CrossEntropyLoss(), _blobs(), val_data=iter([]),
-                   start_lr=1e-3, end_lr=1.0, steps=20)
+        range_test(
+            model,
+            opt,
+            nn.CrossEntropyLoss(),
+            _blobs(),
+            val_data=iter([]),
+            start_lr=1e-3,
+            end_lr=1.0,
+            steps=20,
+        )
 
 
 # ------------------------------------------------------------------ outputs
+
 
 @pytest.fixture(scope="module")
 def repeated_result():
     x, y = _blobs()
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
-    return range_test(model, opt, nn.CrossEntropyLoss(), (x[:500], y[:500]), val_data=(x[500:], y[500:]),
-                      start_lr=1e-3, end_lr=30.0, steps=60, mode="exp", repeats=3, batch_size=50, val_every=1)
+    return range_test(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        (x[:500], y[:500]),
+        val_data=(x[500:], y[500:]),
+        start_lr=1e-3,
+        end_lr=30.0,
+        steps=60,
+        mode="exp",
+        repeats=3,
+        batch_size=50,
+        val_every=1,
+    )
 
 
 def test_json_round_trip_and_no_nan_tokens(repeated_result, tmp_path):
@@ -322,7 +451,9 @@ def test_plot_writes_png(repeated_result, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"
     labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert any(lab.startswith("max_lr") for lab in labels) and any(lab.startswith("base_lr") for lab in labels)
+    assert any(lab.startswith("max_lr") for lab in labels) and any(
+        lab.startswith("base_lr") for lab in labels
+    )
 
 
 def test_suggestion_from_repeats_has_spread_and_feeds_from_config(repeated_result):
@@ -336,8 +467,13 @@ def test_suggestion_from_repeats_has_spread_and_feeds_from_config(repeated_resul
         assert s.log10_iqr >= 0 and s.log10_std >= 0
         assert sug.reasons[key]
     cfg = sug.to_cyclic_config(step_size_up=40)
-    assert cfg == {"type": "cyclic", "mode": "triangular2", "base_lr": sug.base_lr, "max_lr": sug.max_lr,
-                   "step_size_up": 40}
+    assert cfg == {
+        "type": "cyclic",
+        "mode": "triangular2",
+        "base_lr": sug.base_lr,
+        "max_lr": sug.max_lr,
+        "step_size_up": 40,
+    }
     sched = lrlab.from_config(cfg)
     assert sched(0) == pytest.approx(sug.base_lr) and sched(40) == pytest.approx(sug.max_lr)
     with pytest.raises(ConfigError, match="step_size_up"):
@@ -359,7 +495,9 @@ def test_finder_never_imports_lab_or_cli():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                assert not name.startswith(("lrlab.lab", "lrlab.cli")), f"{path.name} imports {name}"
+                assert not name.startswith(("lrlab.lab", "lrlab.cli")), (
+                    f"{path.name} imports {name}"
+                )
 
 
 def test_result_repr_and_available_signals(repeated_result):

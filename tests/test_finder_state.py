@@ -41,6 +41,7 @@ def _warm_up(model, opt, x, y, steps: int = 3):
 
 def _capture(model, opt, scaler=None):
     """Everything that must survive, cloned (so later in-place changes cannot alter it)."""
+
     def clone(o):
         if isinstance(o, torch.Tensor):
             return o.detach().clone()
@@ -53,7 +54,9 @@ def _capture(model, opt, scaler=None):
     return {
         "state_dict": clone(model.state_dict()),
         "buffers": {k: v.clone() for k, v in model.named_buffers()},
-        "grads": {k: None if p.grad is None else p.grad.clone() for k, p in model.named_parameters()},
+        "grads": {
+            k: None if p.grad is None else p.grad.clone() for k, p in model.named_parameters()
+        },
         "param_ids": [id(p) for p in model.parameters()],
         "opt_param_ids": [id(p) for g in opt.param_groups for p in g["params"]],
         "training": {k: m.training for k, m in model.named_modules()},
@@ -115,8 +118,18 @@ def test_state_bit_for_bit_after_normal_return(opt_name):
     assert before["opt"]["state"], "the optimizer must have state for this test to mean anything"
     assert before["state_dict"]["1.num_batches_tracked"].item() == 4  # 3 steps + 1 extra forward
 
-    res = range_test(model, opt, nn.CrossEntropyLoss(), (x, y), val_data=(x[:64], y[:64]),
-                     start_lr=1e-3, end_lr=1.0, steps=25, mode="exp", batch_size=32)
+    res = range_test(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        (x, y),
+        val_data=(x[:64], y[:64]),
+        start_lr=1e-3,
+        end_lr=1.0,
+        steps=25,
+        mode="exp",
+        batch_size=32,
+    )
     assert len(res) > 0
     # the test really trained: the recorded losses vary and BN saw batches
     assert np.ptp(res.loss) > 0
@@ -155,7 +168,9 @@ def test_state_bit_for_bit_when_loss_raises_mid_test(opt_name):
         return nn.functional.cross_entropy(out, target)
 
     with pytest.raises(_Boom):
-        range_test(model, opt, exploding_loss, (x, y), start_lr=1e-2, end_lr=1.0, steps=20, batch_size=32)
+        range_test(
+            model, opt, exploding_loss, (x, y), start_lr=1e-2, end_lr=1.0, steps=20, batch_size=32
+        )
     assert calls["n"] == 7  # six optimizer steps really happened before the failure
     _check_unchanged(before, model, opt)
 
@@ -168,8 +183,19 @@ def test_state_restored_with_accumulation_repeats_and_grad_scaler():
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
     before = _capture(model, opt, scaler)
     assert before["scaler"][1] is True  # lazily uninitialised: must stay so
-    res = range_test(model, opt, nn.CrossEntropyLoss(), (x, y), start_lr=1e-3, end_lr=3.0, steps=15,
-                     accumulation_steps=2, batch_size=16, repeats=2, grad_scaler=scaler)
+    res = range_test(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        (x, y),
+        start_lr=1e-3,
+        end_lr=3.0,
+        steps=15,
+        accumulation_steps=2,
+        batch_size=16,
+        repeats=2,
+        grad_scaler=scaler,
+    )
     assert len(res.runs) == 2
     _check_unchanged(before, model, opt, scaler)
 
@@ -185,7 +211,16 @@ def test_scaler_in_use_is_restored_exactly():
         scaler.step(opt)
         scaler.update()
     before = _capture(model, opt, scaler)
-    range_test(model, opt, nn.CrossEntropyLoss(), (x, y), start_lr=1e-3, end_lr=1.0, steps=12, grad_scaler=scaler)
+    range_test(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        (x, y),
+        start_lr=1e-3,
+        end_lr=1.0,
+        steps=12,
+        grad_scaler=scaler,
+    )
     _check_unchanged(before, model, opt, scaler)
 
 
@@ -212,7 +247,15 @@ def test_cuda_model_snapshot_on_host_and_restored():  # pragma: no cover - GPU m
     before = _capture(model, opt)
     with preserved_state(model, opt) as snap:
         assert snap.devices() == {"cpu"}
-        range_test(model, opt, nn.CrossEntropyLoss(), (x.cuda(), y.cuda()), start_lr=1e-3, end_lr=1.0, steps=12)
+        range_test(
+            model,
+            opt,
+            nn.CrossEntropyLoss(),
+            (x.cuda(), y.cuda()),
+            start_lr=1e-3,
+            end_lr=1.0,
+            steps=12,
+        )
         torch.cuda.manual_seed_all(123)
     _check_unchanged(before, model, opt)
     assert all(torch.equal(a, b) for a, b in zip(cuda_rng, torch.cuda.get_rng_state_all()))
@@ -224,14 +267,13 @@ def test_preserved_state_restores_on_exception_and_reraises():
     x, y = _data()
     _warm_up(model, opt, x, y)
     before = _capture(model, opt)
-    with pytest.raises(KeyError):
-        with preserved_state(model, opt):
-            with torch.no_grad():
-                for p in model.parameters():
-                    p.add_(1.0)
-            opt.param_groups[0]["lr"] = 123.0
-            opt.param_groups[0]["extra_key"] = 1
-            model.eval()
-            torch.rand(5)
-            raise KeyError("inside")
+    with pytest.raises(KeyError), preserved_state(model, opt):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+        opt.param_groups[0]["lr"] = 123.0
+        opt.param_groups[0]["extra_key"] = 1
+        model.eval()
+        torch.rand(5)
+        raise KeyError("inside")
     _check_unchanged(before, model, opt)

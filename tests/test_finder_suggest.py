@@ -32,12 +32,19 @@ def _result(lr, acc=None, loss=None, stop="end", optimizer_model=None, **config)
     lr = np.asarray(lr, float)
     loss = np.ones_like(lr) if loss is None else np.asarray(loss, float)
     metrics = {} if acc is None else {"val_acc": np.asarray(acc, float)}
-    return RangeTestResult(lr=lr, loss=loss, smoothed_loss=ema(loss, 0.9), metrics=metrics, stop_reason=stop,
-                           stop_lr=float(lr[-1]), config={"mode": "linear", "optimizer_model": optimizer_model,
-                                                          **config})
+    return RangeTestResult(
+        lr=lr,
+        loss=loss,
+        smoothed_loss=ema(loss, 0.9),
+        metrics=metrics,
+        stop_reason=stop,
+        stop_lr=float(lr[-1]),
+        config={"mode": "linear", "optimizer_model": optimizer_model, **config},
+    )
 
 
 # ------------------------------------------------------------------ reading Smith's curve
+
 
 def test_clean_rise_then_plateau_reads_rise_start_and_slowdown():
     lr = np.linspace(0.0, 1.0, 201)
@@ -57,7 +64,9 @@ def test_clean_rise_then_plateau_reads_rise_start_and_slowdown():
 
 def test_sharp_peak_reads_the_start_of_the_fall():
     lr = np.linspace(0.0, 1.0, 201)
-    acc = smith_curve(lr, centre=0.5, width=0.08, fall_at=0.45, fall_rate=3.0)  # falls before it plateaus
+    acc = smith_curve(
+        lr, centre=0.5, width=0.08, fall_at=0.45, fall_rate=3.0
+    )  # falls before it plateaus
     r = read_curve(lr, acc, kind="accuracy")
     peak = lr[np.argmax(acc)]
     # 90 % of the observed rise is made just before the peak: max_lr sits right below it
@@ -98,10 +107,13 @@ def test_edges_of_the_smoother_are_not_raw_points():
     acc[0] = 0.7
     r = read_curve(lr, acc, kind="accuracy")
     assert r.base_lr > 0.15
-    np.testing.assert_allclose(local_linear(np.arange(20.0), 5), np.arange(20.0), atol=1e-9)  # exact on lines
+    np.testing.assert_allclose(
+        local_linear(np.arange(20.0), 5), np.arange(20.0), atol=1e-9
+    )  # exact on lines
 
 
 # ------------------------------------------------------------------ diagnostics
+
 
 def test_flat_curve_gives_no_bounds_and_says_so():
     rng = np.random.default_rng(1)
@@ -159,6 +171,7 @@ def test_loss_signal_uses_log_and_backs_off_the_fall():
 
 
 # ------------------------------------------------------------------ confidence
+
 
 def test_bootstrap_spread_grows_with_noise():
     lr = np.linspace(0.0, 1.0, 200)
@@ -220,6 +233,7 @@ def test_bad_options_and_signal():
 
 # ------------------------------------------------------------------ smoothing
 
+
 def test_ema_bias_correction_and_centred_window():
     x = np.full(10, 3.0)
     np.testing.assert_allclose(ema(x, 0.9), x)  # bias-corrected: a constant stays constant
@@ -232,8 +246,11 @@ def test_ema_bias_correction_and_centred_window():
 
 # ------------------------------------------------------------------ the stability model
 
-@pytest.mark.parametrize("mu,nesterov,want", [(0.0, False, 2.0), (0.9, False, 3.8), (0.5, False, 3.0),
-                                              (0.9, True, 2 * 1.9 / 2.8)])
+
+@pytest.mark.parametrize(
+    "mu,nesterov,want",
+    [(0.0, False, 2.0), (0.9, False, 3.8), (0.5, False, 3.0), (0.9, True, 2 * 1.9 / 2.8)],
+)
 def test_critical_product_is_where_the_radius_crosses_one(mu, nesterov, want):
     a = critical_product(mu, 0.0, nesterov)
     assert a == pytest.approx(want)
@@ -257,8 +274,11 @@ def test_edge_estimate_is_exact_on_a_simulated_blow_up(mu, nesterov):
         w = w - lr * ((g + mu * buf) if nesterov else buf)
     n = len(losses)
     assert n < len(lrs)  # it blew up
-    est = estimate_edge(lrs[:n], np.array(losses), {"type": "sgd", "momentum": mu, "dampening": 0.0,
-                                                     "nesterov": nesterov})
+    est = estimate_edge(
+        lrs[:n],
+        np.array(losses),
+        {"type": "sgd", "momentum": mu, "dampening": 0.0, "nesterov": nesterov},
+    )
     truth = critical_product(mu, 0.0, nesterov) / lam[0]
     assert est is not None
     assert est["lr"] == pytest.approx(truth, rel=0.05)
@@ -281,13 +301,17 @@ def test_local_linear_equals_savitzky_golay_order_1():
     rng = np.random.default_rng(0)
     for n, w in [(50, 5), (101, 11), (30, 29), (200, 21)]:
         y = rng.standard_normal(n).cumsum()
-        np.testing.assert_allclose(local_linear(y, w), savgol_filter(y, w, 1, mode="interp"), atol=1e-9)
+        np.testing.assert_allclose(
+            local_linear(y, w), savgol_filter(y, w, 1, mode="interp"), atol=1e-9
+        )
 
 
 def test_wide_range_is_flagged_with_the_rule_of_thumb_but_not_changed():
     lr = np.geomspace(1e-4, 1.0, 200)
     x = np.log10(lr)
-    acc = 0.1 + 0.6 / (1 + np.exp(-(x + 2.0) / 0.4)) - 0.5 * np.clip(x + 0.5, 0, None)  # rise over 2 decades
+    acc = (
+        0.1 + 0.6 / (1 + np.exp(-(x + 2.0) / 0.4)) - 0.5 * np.clip(x + 0.5, 0, None)
+    )  # rise over 2 decades
     sug = _result(lr, acc=acc).suggest()
     assert sug.max_lr / sug.base_lr > 20
     (diag,) = [d for d in sug.diagnostics if d.code == "wide_range"]

@@ -20,11 +20,17 @@ from lrlab.schedules import Cosine, Cyclic, RandomAmplify  # noqa: E402
 from lrlab.torch import Scheduler  # noqa: E402
 
 STEPS = 500
-RALR = RandomAmplify(base=Cosine(lr=0.05, total=STEPS, end_lr=0.005), p=0.5, low=1.0, high=3.0,
-                     period=1, seed=11)
+RALR = RandomAmplify(
+    base=Cosine(lr=0.05, total=STEPS, end_lr=0.005), p=0.5, low=1.0, high=3.0, period=1, seed=11
+)
 CLR = Cyclic(base_lr=0.001, max_lr=0.02, step_size_up=7, step_size_down=9)
-PLATEAU = {"type": "policy", "trigger": "plateau", "factor": 0.5, "patience": 0,
-           "schedule": Cyclic(base_lr=1e-3, max_lr=1e-2, step_size_up=10).to_config()}
+PLATEAU = {
+    "type": "policy",
+    "trigger": "plateau",
+    "factor": 0.5,
+    "patience": 0,
+    "schedule": Cyclic(base_lr=1e-3, max_lr=1e-2, step_size_up=10).to_config(),
+}
 
 
 def _model():
@@ -86,8 +92,10 @@ def _adam(groups, compiled=True):
 
 def test_compiled_sgd_ralr_and_clr_never_recompile():
     lrs, params, cnt = _train(_sgd, [RALR, CLR], tensor_lr=True, compiled=True)
-    print(f"inductor SGD: frame_count={cnt.frame_count} op_count={cnt.op_count} "
-          f"frames={dict(counters['frames'])} unique_graphs={counters['stats']['unique_graphs']}")
+    print(
+        f"inductor SGD: frame_count={cnt.frame_count} op_count={cnt.op_count} "
+        f"frames={dict(counters['frames'])} unique_graphs={counters['stats']['unique_graphs']}"
+    )
     assert cnt.frame_count == 2  # first step (creates momentum buffers) + steady state
     # the learning rate really changed at (almost) every step, in both groups
     ralr, clr = zip(*lrs)
@@ -103,12 +111,16 @@ def test_compiled_sgd_ralr_and_clr_never_recompile():
 
 def test_compiled_adam_capturable_with_a_policy_never_recompiles():
     lrs, params, cnt = _train(_adam, [PLATEAU, CLR], tensor_lr=True, compiled=True, metric_every=50)
-    print(f"inductor Adam(capturable): frame_count={cnt.frame_count} frames={dict(counters['frames'])}")
+    print(
+        f"inductor Adam(capturable): frame_count={cnt.frame_count} frames={dict(counters['frames'])}"
+    )
     assert cnt.frame_count <= 2
     # a metric at every 50th step that never improves: one cut per observation after the first
     base = Cyclic(**{k: v for k, v in PLATEAU["schedule"].items() if k != "type"})
     assert lrs[-1][0] == pytest.approx(base(STEPS - 1) * 0.5 ** (STEPS // 50 - 2), rel=1e-6)
-    _, eager_params, _ = _train(_adam, [PLATEAU, CLR], tensor_lr=False, compiled=False, metric_every=50)
+    _, eager_params, _ = _train(
+        _adam, [PLATEAU, CLR], tensor_lr=False, compiled=False, metric_every=50
+    )
     for p, q in zip(params, eager_params):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
@@ -135,8 +147,10 @@ def test_the_counters_do_see_recompiles():
     counters report a recompile at every step. (Recent torch passes an unspecialised float lr as
     a graph input too; a tensor lr is what works on every version and with capturable optimizers.)"""
     assert _float_lr_frames(specialize_float=True) >= 5
-    print(f"float lr, default config: frame_count={_float_lr_frames()} "
-          f"(specialize_float={torch._dynamo.config.specialize_float})")
+    print(
+        f"float lr, default config: frame_count={_float_lr_frames()} "
+        f"(specialize_float={torch._dynamo.config.specialize_float})"
+    )
 
 
 def test_scheduler_step_inside_the_compiled_function():

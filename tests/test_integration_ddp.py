@@ -23,11 +23,22 @@ import pytest
 
 STEPS = 60
 EVAL_EVERY = 10
-RALR = {"type": "ralr", "base": {"type": "cosine", "lr": 0.05, "total": STEPS}, "p": 0.5,
-        "period": 1, "seed": 4}
+RALR = {
+    "type": "ralr",
+    "base": {"type": "cosine", "lr": 0.05, "total": STEPS},
+    "p": 0.5,
+    "period": 1,
+    "seed": 4,
+}
 CLR = {"type": "cyclic", "base_lr": 0.001, "max_lr": 0.02, "step_size_up": 4, "mode": "triangular2"}
-POLICY = {"type": "policy", "trigger": "plateau", "factor": 0.5, "patience": 0, "threshold": 0.05,
-          "schedule": {"type": "cosine", "lr": 0.05, "total": STEPS}}
+POLICY = {
+    "type": "policy",
+    "trigger": "plateau",
+    "factor": 0.5,
+    "patience": 0,
+    "threshold": 0.05,
+    "schedule": {"type": "cosine", "lr": 0.05, "total": STEPS},
+}
 
 
 def _worker(out_path: str) -> None:
@@ -43,12 +54,23 @@ def _worker(out_path: str) -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 4),
-                                torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(6, 8),
+        torch.nn.Tanh(),
+        torch.nn.Linear(8, 4),
+        torch.nn.Tanh(),
+        torch.nn.Linear(4, 1),
+    )
     ddp = DDP(model)
     opt = torch.optim.SGD(
-        [{"params": model[0].parameters()}, {"params": model[2].parameters()},
-         {"params": model[4].parameters()}], lr=0.1, momentum=0.9)
+        [
+            {"params": model[0].parameters()},
+            {"params": model[2].parameters()},
+            {"params": model[4].parameters()},
+        ],
+        lr=0.1,
+        momentum=0.9,
+    )
     sched = Scheduler(opt, [RALR, CLR, POLICY])
     g = torch.Generator().manual_seed(100 + rank)  # a different shard on every rank
     x = torch.randn(64, 6, generator=g)
@@ -81,11 +103,18 @@ def _worker(out_path: str) -> None:
     all_metrics = [None] * world
     dist.all_gather_object(all_metrics, local_metrics)
     if rank == 0:
-        Path(out_path).write_text(json.dumps({
-            "world": world, "mismatches": mismatches, "lrs": lrs, "metrics": all_metrics,
-            "weights_equal": all(torch.equal(weights[0], w) for w in weights[1:]),
-            "policy_state": sched.state_dict()["policy_states"][2],
-        }))
+        Path(out_path).write_text(
+            json.dumps(
+                {
+                    "world": world,
+                    "mismatches": mismatches,
+                    "lrs": lrs,
+                    "metrics": all_metrics,
+                    "weights_equal": all(torch.equal(weights[0], w) for w in weights[1:]),
+                    "policy_state": sched.state_dict()["policy_states"][2],
+                }
+            )
+        )
     del ddp  # DDP holds the process group; see docs/integrations.md on freeing it before exit
     gc.collect()
     dist.barrier()
@@ -97,12 +126,32 @@ def _torchrun(script, *args, cwd, timeout=120):
     is killed with all its workers (killing only torchrun would leave them behind)."""
     import lrlab
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-        [str(Path(lrlab.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           str(script), *map(str, args)]
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join(
+            [str(Path(lrlab.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(script),
+        *map(str, args),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -19,8 +19,12 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers", reason="transformers is not installed (pip install 'lrlab[integrations]')")
-pytest.importorskip("accelerate", reason="the HF Trainer needs accelerate (pip install 'lrlab[integrations]')")
+transformers = pytest.importorskip(
+    "transformers", reason="transformers is not installed (pip install 'lrlab[integrations]')"
+)
+pytest.importorskip(
+    "accelerate", reason="the HF Trainer needs accelerate (pip install 'lrlab[integrations]')"
+)
 
 from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
@@ -36,7 +40,9 @@ class TinyRegressor(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)
+        )
 
     def forward(self, x, labels=None):
         out = self.net(x)
@@ -59,9 +65,16 @@ class TinyDataset(torch.utils.data.Dataset):
 
 def _args(tmp_path, **overrides):
     kwargs = dict(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, max_steps=STEPS,
-        logging_steps=1, report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
-        seed=0, dataloader_num_workers=0,
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        max_steps=STEPS,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
     )
     kwargs.update(overrides)
     return TrainingArguments(**kwargs)
@@ -81,8 +94,12 @@ def test_trainer_logs_lrlab_learning_rates(tmp_path, schedule):
     torch.manual_seed(0)
     model = TinyRegressor()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    trainer = Trainer(model=model, args=_args(tmp_path), train_dataset=TinyDataset(64, 0),
-                      optimizers=(opt, Scheduler(opt, schedule)))
+    trainer = Trainer(
+        model=model,
+        args=_args(tmp_path),
+        train_dataset=TinyDataset(64, 0),
+        optimizers=(opt, Scheduler(opt, schedule)),
+    )
     result = trainer.train()
     assert result.global_step == STEPS
     steps, lrs = _logged_lrs(trainer)
@@ -98,8 +115,12 @@ def test_resume_from_checkpoint_continues_the_schedule(tmp_path):
         torch.manual_seed(0)
         model = TinyRegressor()
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        trainer = Trainer(model=model, args=_args(tmp_path, save_strategy="steps", save_steps=10),
-                          train_dataset=TinyDataset(64, 0), optimizers=(opt, Scheduler(opt, RALR)))
+        trainer = Trainer(
+            model=model,
+            args=_args(tmp_path, save_strategy="steps", save_steps=10),
+            train_dataset=TinyDataset(64, 0),
+            optimizers=(opt, Scheduler(opt, RALR)),
+        )
         trainer.train(resume_from_checkpoint=resume)
         return trainer
 
@@ -124,15 +145,21 @@ class FeedEvalLoss(TrainerCallback):
 
 
 def test_policy_fed_by_a_callback(tmp_path):
-    policy = lrlab.from_config({"type": "policy", "trigger": "epoch", "factor": 0.5,
-                                "schedule": CLR.to_config()})
+    policy = lrlab.from_config(
+        {"type": "policy", "trigger": "epoch", "factor": 0.5, "schedule": CLR.to_config()}
+    )
     torch.manual_seed(0)
     model = TinyRegressor()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = Scheduler(opt, policy)
-    trainer = Trainer(model=model, args=_args(tmp_path, eval_strategy="steps", eval_steps=8),
-                      train_dataset=TinyDataset(64, 0), eval_dataset=TinyDataset(16, 1),
-                      optimizers=(opt, sched), callbacks=[FeedEvalLoss(sched)])
+    trainer = Trainer(
+        model=model,
+        args=_args(tmp_path, eval_strategy="steps", eval_steps=8),
+        train_dataset=TinyDataset(64, 0),
+        eval_dataset=TinyDataset(16, 1),
+        optimizers=(opt, sched),
+        callbacks=[FeedEvalLoss(sched)],
+    )
     trainer.train()
     steps, lrs = _logged_lrs(trainer)
     # evaluations after steps 8, 16 (and 24): each pops once, from the next step on

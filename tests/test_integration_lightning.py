@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
-pl = pytest.importorskip("lightning.pytorch", reason="lightning is not installed (pip install 'lrlab[integrations]')")
+pl = pytest.importorskip(
+    "lightning.pytorch", reason="lightning is not installed (pip install 'lrlab[integrations]')"
+)
 
 from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
 from lightning.pytorch.loggers import Logger  # noqa: E402
@@ -100,10 +102,17 @@ def _fit(tmp_path, make_lr_config, *, logging_interval=None):
     module = TinyModule(make_lr_config)
     logger = MemoryLogger()
     trainer = pl.Trainer(
-        max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=logger,
+        max_epochs=EPOCHS,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
         callbacks=[LearningRateMonitor(logging_interval=logging_interval)],
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-        num_sanity_val_steps=0, log_every_n_steps=1, default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        default_root_dir=tmp_path,
     )
     trainer.fit(module)
     assert trainer.global_step == EPOCHS * BATCHES
@@ -118,8 +127,10 @@ def test_interval_step(tmp_path):
     """Per-iteration schedules, one per parameter group: Lightning logs lrlab's value at every step."""
 
     def config(opt):
-        return {"optimizer": opt,
-                "lr_scheduler": {"scheduler": Scheduler(opt, [RALR, CLR]), "interval": "step"}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": Scheduler(opt, [RALR, CLR]), "interval": "step"},
+        }
 
     _, trainer, logger = _fit(tmp_path, config)
     steps = range(EPOCHS * BATCHES)
@@ -131,12 +142,20 @@ def test_interval_step(tmp_path):
 
 def test_interval_epoch(tmp_path):
     """A per-epoch schedule (horizon in epochs), logged at each epoch start."""
-    schedule = lrlab.from_config({"type": "ralr", "base": {"type": "cosine", "lr": 0.1, "total": EPOCHS},
-                                  "p": 0.7, "seed": 3})
+    schedule = lrlab.from_config(
+        {
+            "type": "ralr",
+            "base": {"type": "cosine", "lr": 0.1, "total": EPOCHS},
+            "p": 0.7,
+            "seed": 3,
+        }
+    )
 
     def config(opt):
-        return {"optimizer": opt,
-                "lr_scheduler": {"scheduler": Scheduler(opt, schedule), "interval": "epoch"}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": Scheduler(opt, schedule), "interval": "epoch"},
+        }
 
     _, _, logger = _fit(tmp_path, config)
     expected = [schedule(e) for e in range(EPOCHS)]
@@ -155,17 +174,28 @@ def _expected_policy_lrs(policy, val_losses, steps_per_epoch):
 
 def test_metric_driven_policy_with_monitor(tmp_path):
     """A plateau policy on a per-step CLR: time advances every step, val_loss is fed every epoch."""
-    policy = lrlab.from_config({
-        "type": "policy", "trigger": "plateau", "factor": 0.5, "patience": 0, "threshold": 0.5,
-        "schedule": CLR.to_config(),
-    })
+    policy = lrlab.from_config(
+        {
+            "type": "policy",
+            "trigger": "plateau",
+            "factor": 0.5,
+            "patience": 0,
+            "threshold": 0.5,
+            "schedule": CLR.to_config(),
+        }
+    )
 
     def config(opt):
         sched = Scheduler(opt, policy)
         return [opt], [
             {"scheduler": sched, "interval": "step", "name": "lrlab"},  # step(): advances time
-            {"scheduler": sched, "interval": "epoch", "monitor": "val_loss",  # step(val_loss)
-             "reduce_on_plateau": True, "name": "lrlab-metric"},
+            {
+                "scheduler": sched,
+                "interval": "epoch",
+                "monitor": "val_loss",  # step(val_loss)
+                "reduce_on_plateau": True,
+                "name": "lrlab-metric",
+            },
         ]
 
     module, trainer, logger = _fit(tmp_path, config, logging_interval="step")
@@ -186,16 +216,29 @@ def test_policy_without_reduce_on_plateau_never_sees_the_metric(tmp_path):
     policy = lrlab.from_config({"type": "policy", "trigger": "epoch", "factor": 0.5, "lr0": 0.1})
 
     def config(opt):
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": Scheduler(opt, policy),
-                                                   "interval": "epoch", "monitor": "val_loss"}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {
+                "scheduler": Scheduler(opt, policy),
+                "interval": "epoch",
+                "monitor": "val_loss",
+            },
+        }
 
     _, trainer, _ = _fit(tmp_path, config)
     assert trainer.lr_scheduler_configs[0].reduce_on_plateau is False
     assert trainer.lr_scheduler_configs[0].scheduler.policy_states[0].observations == 0
 
     def config_ok(opt):
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": Scheduler(opt, policy), "interval": "epoch",
-                                                   "monitor": "val_loss", "reduce_on_plateau": True}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {
+                "scheduler": Scheduler(opt, policy),
+                "interval": "epoch",
+                "monitor": "val_loss",
+                "reduce_on_plateau": True,
+            },
+        }
 
     _, trainer, logger = _fit(tmp_path, config_ok)
     assert trainer.lr_scheduler_configs[0].scheduler.policy_states[0].observations == EPOCHS

@@ -77,7 +77,9 @@ def test_sweep_on_ray_fills_the_store_and_resumes(ray_executor, study, tmp_path)
     # the same trials run inline in this process give the same numbers
     with Store(tmp_path / "inline.sqlite") as store:
         run_sweep(study, store, executor=InlineExecutor(), progress=False)
-        inline = {t.key: (t.best_val_loss, t.final_test_acc) for t in store.study_trials(study.name)}
+        inline = {
+            t.key: (t.best_val_loss, t.final_test_acc) for t in store.study_trials(study.name)
+        }
     assert inline == ray_results
 
 
@@ -121,12 +123,24 @@ def test_lrlab_compare_executor_ray(ray_executor, tmp_path, capsys):
     ray_executor._connect()  # make sure the module's instance is up (the CLI then joins it)
     path = tmp_path / "tiny.toml"
     path.write_text(STUDY)
-    argv = ["compare", str(path), "--executor", "ray", "--workers", "2", "--no-progress",
-            "--out", str(tmp_path / "out")]
+    argv = [
+        "compare",
+        str(path),
+        "--executor",
+        "ray",
+        "--workers",
+        "2",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "4 trials run (4 done, 0 diverged, 0 failed), 0 already in the database" in err
     assert (tmp_path / "out" / "report.md").is_file()
     assert ray.is_initialized()  # the CLI's executor joined the instance, so it left it running
     assert main(argv) == 0
-    assert "0 trials run (0 done, 0 diverged, 0 failed), 4 already in the database" in capsys.readouterr().err
+    assert (
+        "0 trials run (0 done, 0 diverged, 0 failed), 4 already in the database"
+        in capsys.readouterr().err
+    )

@@ -24,17 +24,33 @@ from lrlab.policies import convergence_epoch
 EPOCHS = 6
 
 
-def fill(store, finals: dict[str, list[float]], *, baseline="base", target=0.5, failed=(), seeds=None):
+def fill(
+    store, finals: dict[str, list[float]], *, baseline="base", target=0.5, failed=(), seeds=None
+):
     """A synthetic study: schedule -> final test accuracy per seed; accuracy curves rise to it."""
     names = list(finals)
     config = {
-        "name": "syn", "description": "synthetic", "task": "digits", "model": "mlp", "epochs": EPOCHS,
-        "batch_size": 32, "lr_interval": "step", "seeds": list(range(max(map(len, finals.values())))),
-        "optimizer": {"type": "sgd"}, "baseline": baseline, "target_acc": target, "data_dir": None,
+        "name": "syn",
+        "description": "synthetic",
+        "task": "digits",
+        "model": "mlp",
+        "epochs": EPOCHS,
+        "batch_size": 32,
+        "lr_interval": "step",
+        "seeds": list(range(max(map(len, finals.values())))),
+        "optimizer": {"type": "sgd"},
+        "baseline": baseline,
+        "target_acc": target,
+        "data_dir": None,
         "iterations_per_epoch": 10,
         "schedules": {
-            n: {"config": {}, "resolved": {"type": "cosine", "lr": 0.1, "total": EPOCHS * 10},
-                "optimizer": {"type": "sgd"}, "lr_interval": "step", "steps_per_epoch": 10}
+            n: {
+                "config": {},
+                "resolved": {"type": "cosine", "lr": 0.1, "total": EPOCHS * 10},
+                "optimizer": {"type": "sgd"},
+                "lr_interval": "step",
+                "steps_per_epoch": 10,
+            }
             for n in names
         },
     }
@@ -44,11 +60,21 @@ def fill(store, finals: dict[str, list[float]], *, baseline="base", target=0.5, 
             key = f"{name}-{seed}"
             cells.append((name, seed if seeds is None else seeds[name][seed], key))
             acc = [final * (e + 1) / EPOCHS for e in range(EPOCHS)]
-            rows = [{"epoch": e + 1, **{c: 0.01 for c in EPOCH_COLUMNS}, "val_acc": a, "test_acc": a}
-                    for e, a in enumerate(acc)]
-            store.record_trial(key, {}, status="done", epochs=rows, best_epoch=EPOCHS,
-                               best_test_acc=final, final_test_acc=final,
-                               convergence_epoch=convergence_epoch(acc), wall_time=1.0 + seed)
+            rows = [
+                {"epoch": e + 1, **{c: 0.01 for c in EPOCH_COLUMNS}, "val_acc": a, "test_acc": a}
+                for e, a in enumerate(acc)
+            ]
+            store.record_trial(
+                key,
+                {},
+                status="done",
+                epochs=rows,
+                best_epoch=EPOCHS,
+                best_test_acc=final,
+                final_test_acc=final,
+                convergence_epoch=convergence_epoch(acc),
+                wall_time=1.0 + seed,
+            )
     for name, seed in failed:
         key = f"{name}-failed-{seed}"
         cells.append((name, seed, key))
@@ -66,7 +92,11 @@ def test_summary_matches_scipy():
     x = [0.81, 0.84, 0.79, 0.86, 0.83]
     s = Summary.of(x)
     low, high = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
-    assert s.n == 5 and s.mean == pytest.approx(np.mean(x)) and s.std == pytest.approx(np.std(x, ddof=1))
+    assert (
+        s.n == 5
+        and s.mean == pytest.approx(np.mean(x))
+        and s.std == pytest.approx(np.std(x, ddof=1))
+    )
     assert (s.ci_low, s.ci_high) == (pytest.approx(low), pytest.approx(high))
     one = Summary.of([0.5, float("nan")])  # NaN is left out; one value has no spread
     assert one.n == 1 and one.mean == 0.5 and math.isnan(one.std) and math.isnan(one.ci_low)
@@ -91,9 +121,13 @@ def test_compare_to_baseline_uses_welch_and_paired_tests():
     y = {0: 0.85, 1: 0.88, 2: 0.86, 4: 0.80}
     delta, p_w, p_p, n_pairs = compare_to_baseline(x, y)
     assert delta == pytest.approx(np.mean(list(x.values())) - np.mean(list(y.values())))
-    assert p_w == pytest.approx(stats.ttest_ind(list(x.values()), list(y.values()), equal_var=False).pvalue)
+    assert p_w == pytest.approx(
+        stats.ttest_ind(list(x.values()), list(y.values()), equal_var=False).pvalue
+    )
     assert n_pairs == 3
-    assert p_p == pytest.approx(stats.ttest_rel([x[s] for s in (0, 1, 2)], [y[s] for s in (0, 1, 2)]).pvalue)
+    assert p_p == pytest.approx(
+        stats.ttest_rel([x[s] for s in (0, 1, 2)], [y[s] for s in (0, 1, 2)]).pvalue
+    )
     same = compare_to_baseline({0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5})
     assert same[1] == 1.0 and same[2] == 1.0  # identical constant samples: nothing to see
     assert math.isnan(compare_to_baseline({0: 0.9}, y)[1])  # one seed cannot be tested
@@ -131,7 +165,8 @@ def test_report_statistics_and_verdicts(store):
     expected = [math.ceil(EPOCHS * 0.5 / f - 1e-12) for f in base]
     assert by["base"].to_target.mean == pytest.approx(np.mean(expected)) and by["base"].reached == 6
     assert by["base"].convergence.mean == pytest.approx(
-        np.mean([convergence_epoch([f * (e + 1) / EPOCHS for e in range(EPOCHS)]) for f in base]))
+        np.mean([convergence_epoch([f * (e + 1) / EPOCHS for e in range(EPOCHS)]) for f in base])
+    )
 
 
 def test_target_baseline_is_the_baselines_mean_final_accuracy(store):
@@ -140,7 +175,9 @@ def test_target_baseline_is_the_baselines_mean_final_accuracy(store):
     assert report.target == pytest.approx(0.65)
     fast = report.stats[1]
     assert fast.reached == 2
-    assert fast.to_target.mean == pytest.approx(np.mean([math.ceil(EPOCHS * 0.65 / f) for f in (0.9, 0.95)]))
+    assert fast.to_target.mean == pytest.approx(
+        np.mean([math.ceil(EPOCHS * 0.65 / f) for f in (0.9, 0.95)])
+    )
 
 
 def test_written_report_and_plots(store, tmp_path):
@@ -148,7 +185,11 @@ def test_written_report_and_plots(store, tmp_path):
     report = build_report(store, "syn")
     out = tmp_path / "out"
     paths = write_report(report, out)
-    assert sorted(p.name for p in out.iterdir()) == ["lr_curves.png", "report.md", "val_acc.png"]  # no temp files
+    assert sorted(p.name for p in out.iterdir()) == [
+        "lr_curves.png",
+        "report.md",
+        "val_acc.png",
+    ]  # no temp files
     for key in ("lr_curves", "val_acc"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = paths["report"].read_text()

@@ -26,14 +26,29 @@ def epoch_rows(n, scale=1.0):
 
 def test_round_trip_of_a_study(tmp_path):
     with Store(tmp_path / "sub" / "r.sqlite") as store:
-        store.save_study("s", {"name": "s", "schedules": {"a": {}, "b": {}}},
-                         [("a", 0, "k0"), ("b", 0, "k1"), ("a", 1, "k2")])
-        store.record_trial("k0", {"seed": 0}, status="done", epochs=epoch_rows(3), best_epoch=2,
-                           best_val_loss=0.5, best_test_acc=0.9, final_test_acc=0.8,
-                           convergence_epoch=3, wall_time=1.5)
+        store.save_study(
+            "s",
+            {"name": "s", "schedules": {"a": {}, "b": {}}},
+            [("a", 0, "k0"), ("b", 0, "k1"), ("a", 1, "k2")],
+        )
+        store.record_trial(
+            "k0",
+            {"seed": 0},
+            status="done",
+            epochs=epoch_rows(3),
+            best_epoch=2,
+            best_val_loss=0.5,
+            best_test_acc=0.9,
+            final_test_acc=0.8,
+            convergence_epoch=3,
+            wall_time=1.5,
+        )
         store.record_trial("k1", {"seed": 0}, status="failed", error="ValueError: boom")
         trials = store.study_trials("s")
-        assert [(t.schedule, t.seed, t.status) for t in trials] == [("a", 0, "done"), ("b", 0, "failed")]
+        assert [(t.schedule, t.seed, t.status) for t in trials] == [
+            ("a", 0, "done"),
+            ("b", 0, "failed"),
+        ]
         t = trials[0]
         assert t.epochs["epoch"] == [1, 2, 3]
         assert t.epochs["val_acc"] == [r["val_acc"] for r in epoch_rows(3)]
@@ -49,8 +64,15 @@ def test_nan_reads_back_as_nan_and_rerecording_replaces(tmp_path):
         store.save_study("s", {"schedules": {"a": {}}}, [("a", 0, "k")])
         rows = epoch_rows(2)
         rows[1]["train_loss"] = math.nan
-        store.record_trial("k", {}, status="diverged", epochs=rows, diverged=True,
-                           best_test_acc=math.nan, final_test_acc=0.1)
+        store.record_trial(
+            "k",
+            {},
+            status="diverged",
+            epochs=rows,
+            diverged=True,
+            best_test_acc=math.nan,
+            final_test_acc=0.1,
+        )
         t = store.study_trials("s")[0]
         assert t.diverged and math.isnan(t.best_test_acc) and math.isnan(t.epochs["train_loss"][1])
         store.record_trial("k", {}, status="done", epochs=epoch_rows(4), final_test_acc=0.7)
@@ -99,15 +121,23 @@ def test_sigkill_leaves_whole_trials_or_nothing(tmp_path):
     """Kill a writer at arbitrary moments: every trial row present has all its epoch rows."""
     db = tmp_path / "r.sqlite"
     for delay in (0.0, 0.13, 0.29):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     con = sqlite3.connect(db)
-    counts = dict(con.execute("SELECT t.key, COUNT(e.epoch) FROM trials t LEFT JOIN epochs e "
-                              "ON e.trial_key = t.key GROUP BY t.key").fetchall())
-    orphans = con.execute("SELECT COUNT(*) FROM epochs WHERE trial_key NOT IN (SELECT key FROM trials)").fetchone()[0]
+    counts = dict(
+        con.execute(
+            "SELECT t.key, COUNT(e.epoch) FROM trials t LEFT JOIN epochs e "
+            "ON e.trial_key = t.key GROUP BY t.key"
+        ).fetchall()
+    )
+    orphans = con.execute(
+        "SELECT COUNT(*) FROM epochs WHERE trial_key NOT IN (SELECT key FROM trials)"
+    ).fetchone()[0]
     con.close()
     assert len(counts) >= 3
     assert set(counts.values()) == {200}

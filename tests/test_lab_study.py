@@ -111,7 +111,12 @@ def test_placeholders_and_expansion(tmp_path):
     cells = study.cells
     # seed-major order: every schedule of the first seed first
     assert [(c.schedule, c.seed) for c in cells] == [
-        ("step", 3), ("ralr", 3), ("adam_epoch", 3), ("step", 7), ("ralr", 7), ("adam_epoch", 7)
+        ("step", 3),
+        ("ralr", 3),
+        ("adam_epoch", 3),
+        ("step", 7),
+        ("ralr", 7),
+        ("adam_epoch", 7),
     ]
     step = cells[0].spec.schedule
     assert step["milestones"] == [math.floor(0.5 * 4 * ipe + 0.5), math.floor(0.75 * 4 * ipe + 0.5)]
@@ -139,7 +144,14 @@ def test_placeholder_evaluator_is_arithmetic_only():
     env = {name: 10 for name in PLACEHOLDERS}
     assert evaluate_placeholder("0.25 * total_steps + 1", env) == 4  # 3.5 rounds half up
     assert evaluate_placeholder("-(epochs // 3)", env) == -3
-    for bad in ("__import__('os').system('true')", "epochs.real", "[1][0]", "2 ** 8", "lambda: 1", "epochs if 1 else 2"):
+    for bad in (
+        "__import__('os').system('true')",
+        "epochs.real",
+        "[1][0]",
+        "2 ** 8",
+        "lambda: 1",
+        "epochs if 1 else 2",
+    ):
         with pytest.raises(ValueError):
             evaluate_placeholder(bad, env)
     with pytest.raises(ValueError, match="did you mean 'total_steps'"):
@@ -155,18 +167,42 @@ BAD_STUDIES = [
     (('task = "digits"', 'task = "digit"'), "task: unknown task 'digit' (did you mean 'digits'?)"),
     (('model = "mlp"', 'model = "mpl"'), "model: unknown model 'mpl' (did you mean 'mlp'?)"),
     (('model = "mlp"', 'model = "cnn"'), "model: 'cnn' needs 1-D signals"),
-    (('baseline = "step"', 'baseline = "stpe"'), "baseline 'stpe' is not a schedule of this study (did you mean 'step'?)"),
+    (
+        ('baseline = "step"', 'baseline = "stpe"'),
+        "baseline 'stpe' is not a schedule of this study (did you mean 'step'?)",
+    ),
     (("seeds = [3, 7]", "seeds = [3, 3]"), "seeds must not repeat"),
     (("seeds = [3, 7]", 'seeds = "five"'), "seeds must be a count"),
     (("target_acc = 0.5", "target_acc = 50"), "target_acc must be a fraction in (0, 1]"),
-    (('lr = 0.1\nmilestones', 'lr = -0.1\nmilestones'), "schedules.step: multistep.lr must be"),
-    (('type = "multistep"', 'type = "multstep"'), "schedules.step: unknown schedule type 'multstep' (did you mean 'multistep'?)"),
-    (('period = "${steps_per_epoch}"', 'period = "${steps_per_epok}"'), "schedules.ralr.period: unknown name 'steps_per_epok'"),
-    (('period = "${steps_per_epoch}"', 'perod = "${steps_per_epoch}"'), "schedules.ralr: unknown key for 'ralr' 'perod' (did you mean 'period'?)"),
-    (('optimizer = { type = "adam" }', 'optimizer = { type = "adma" }'), "schedules.adam_epoch: unknown optimizer.type 'adma' (did you mean 'adam'?)"),
-    (('optimizer = { type = "adam" }', 'optimizer = { type = "adam", lr = 1 }'), "optimizer.lr is not allowed"),
-    (('lr_interval = "epoch"', 'lr_interval = "epochs"'), "lr_interval must be one of step, epoch (did you mean 'epoch'?)"),
-    (('[schedules.step]', '[schedule.step]'), "unknown field 'schedule' (did you mean 'schedules'?)"),
+    (("lr = 0.1\nmilestones", "lr = -0.1\nmilestones"), "schedules.step: multistep.lr must be"),
+    (
+        ('type = "multistep"', 'type = "multstep"'),
+        "schedules.step: unknown schedule type 'multstep' (did you mean 'multistep'?)",
+    ),
+    (
+        ('period = "${steps_per_epoch}"', 'period = "${steps_per_epok}"'),
+        "schedules.ralr.period: unknown name 'steps_per_epok'",
+    ),
+    (
+        ('period = "${steps_per_epoch}"', 'perod = "${steps_per_epoch}"'),
+        "schedules.ralr: unknown key for 'ralr' 'perod' (did you mean 'period'?)",
+    ),
+    (
+        ('optimizer = { type = "adam" }', 'optimizer = { type = "adma" }'),
+        "schedules.adam_epoch: unknown optimizer.type 'adma' (did you mean 'adam'?)",
+    ),
+    (
+        ('optimizer = { type = "adam" }', 'optimizer = { type = "adam", lr = 1 }'),
+        "optimizer.lr is not allowed",
+    ),
+    (
+        ('lr_interval = "epoch"', 'lr_interval = "epochs"'),
+        "lr_interval must be one of step, epoch (did you mean 'epoch'?)",
+    ),
+    (
+        ("[schedules.step]", "[schedule.step]"),
+        "unknown field 'schedule' (did you mean 'schedules'?)",
+    ),
     (("epochs = 4", "epochs = [4"), "not valid TOML"),
 ]
 
@@ -186,7 +222,9 @@ def test_bad_study_is_one_line_error_naming_the_field(tmp_path, change, expected
 
 def test_missing_fields_and_sources():
     with pytest.raises(ConfigError, match="missing required field 'model'"):
-        parse_study({"task": "digits", "epochs": 1, "schedules": {"a": {"type": "constant", "lr": 0.1}}})
+        parse_study(
+            {"task": "digits", "epochs": 1, "schedules": {"a": {"type": "constant", "lr": 0.1}}}
+        )
     with pytest.raises(ConfigError, match="at least one"):
         parse_study({"task": "digits", "model": "mlp", "epochs": 1, "schedules": {}})
     with pytest.raises(ConfigError, match=r"unknown study 'defualt' \(did you mean 'default'\?\)"):

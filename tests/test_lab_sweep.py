@@ -47,17 +47,34 @@ def fake_trial(spec, *, device=None, threads=1):
     acc = [min(0.99, 0.3 + 0.1 * e + 0.01 * spec.seed + lr) for e in range(spec.epochs)]
     diverged = lr == DIVERGE_LR
     epochs = [
-        EpochRecord(epoch=e + 1, train_loss=1.0 / (e + 1), train_acc=a, val_loss=1.0 / (e + 2),
-                    val_acc=a, test_loss=1.0 / (e + 2), test_acc=a - 0.01, lr=lr, lr_min=lr,
-                    lr_max=lr, seconds=0.01)
+        EpochRecord(
+            epoch=e + 1,
+            train_loss=1.0 / (e + 1),
+            train_acc=a,
+            val_loss=1.0 / (e + 2),
+            val_acc=a,
+            test_loss=1.0 / (e + 2),
+            test_acc=a - 0.01,
+            lr=lr,
+            lr_min=lr,
+            lr_max=lr,
+            seconds=0.01,
+        )
         for e, a in enumerate(acc)
     ]
     if diverged:
         epochs = epochs[:1]
         epochs[0].train_loss = float("nan")
-    return TrialResult(spec=spec, epochs=epochs, diverged=diverged, best_epoch=len(epochs),
-                       best_val_loss=epochs[-1].val_loss, best_test_acc=epochs[-1].test_acc,
-                       final_test_acc=epochs[-1].test_acc, wall_time=0.01)
+    return TrialResult(
+        spec=spec,
+        epochs=epochs,
+        diverged=diverged,
+        best_epoch=len(epochs),
+        best_val_loss=epochs[-1].val_loss,
+        best_test_acc=epochs[-1].test_acc,
+        final_test_acc=epochs[-1].test_acc,
+        wall_time=0.01,
+    )
 
 
 def fake_study(tmp_path, extra="", seeds=2, epochs=5, data_dir=None):
@@ -98,7 +115,9 @@ def test_inline_sweep_records_every_trial_and_a_rerun_skips_them(tmp_path):
         assert (again.ran, again.skipped) == (0, 4)
         assert set(store.attempts().values()) == {1}
         # more seeds later: only the new cells run
-        more = run_sweep(fake_study(tmp_path, seeds=3), store, workers=0, trial_fn=fake_trial, progress=False)
+        more = run_sweep(
+            fake_study(tmp_path, seeds=3), store, workers=0, trial_fn=fake_trial, progress=False
+        )
         assert (more.ran, more.skipped) == (2, 4)
 
 
@@ -123,7 +142,12 @@ def test_failing_and_diverging_trials_do_not_stop_the_sweep(tmp_path):
         again = run_sweep(study, store, workers=0, trial_fn=fake_trial, progress=False)
         assert (again.ran, again.failed) == (2, 2)
         attempts = store.attempts()
-        assert sorted(attempts[by[(n, s)].key] for n in ("boom", "nan") for s in (0, 1)) == [1, 1, 2, 2]
+        assert sorted(attempts[by[(n, s)].key] for n in ("boom", "nan") for s in (0, 1)) == [
+            1,
+            1,
+            2,
+            2,
+        ]
 
 
 def test_worker_processes_exceptions_and_a_dying_worker(tmp_path):
@@ -219,8 +243,16 @@ def rows(store, study):
     out = {}
     for t in store.study_trials(study):
         epochs = {k: v for k, v in t.epochs.items() if k != "seconds"}
-        out[(t.schedule, t.seed)] = (t.key, t.status, t.best_epoch, t.best_val_loss, t.best_test_acc,
-                                     t.final_test_acc, t.convergence_epoch, epochs)
+        out[(t.schedule, t.seed)] = (
+            t.key,
+            t.status,
+            t.best_epoch,
+            t.best_val_loss,
+            t.best_test_acc,
+            t.final_test_acc,
+            t.convergence_epoch,
+            epochs,
+        )
     return out
 
 
@@ -304,8 +336,12 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(tmp_path):
     (tmp_path / "slow_trial.py").write_text(SLOW_TRIAL)
     (tmp_path / "runner.py").write_text(RUNNER)
     db, log = tmp_path / "killed.sqlite", tmp_path / "executions.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]),
-           "LRLAB_EXEC_LOG": str(log), "LRLAB_TRIAL_SLEEP": "0.3"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]),
+        "LRLAB_EXEC_LOG": str(log),
+        "LRLAB_TRIAL_SLEEP": "0.3",
+    }
     cmd = [sys.executable, str(tmp_path / "runner.py"), str(study_path), str(db)]
 
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, start_new_session=True)

@@ -260,10 +260,12 @@ def test_cifar100_uses_fine_labels(tmp_path):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
     labels = rng.integers(0, 100, 30)
-    write_cifar_batch(folder / "train", rng.integers(0, 256, (30, 3072), dtype=np.uint8),
-                      labels, b"fine_labels")
-    write_cifar_batch(folder / "test", rng.integers(0, 256, (5, 3072), dtype=np.uint8),
-                      range(5), b"fine_labels")
+    write_cifar_batch(
+        folder / "train", rng.integers(0, 256, (30, 3072), dtype=np.uint8), labels, b"fine_labels"
+    )
+    write_cifar_batch(
+        folder / "test", rng.integers(0, 256, (5, 3072), dtype=np.uint8), range(5), b"fine_labels"
+    )
     task = T.load_task("cifar100", data_dir=tmp_path)
     assert task.num_classes == 100 and len(task.y_test) == 5
     tr, _ = T.holdout_indices(30)

@@ -30,15 +30,25 @@ SPEC = {"task": "digits", "model": "mlp", "epochs": 2, "batch_size": 68, "seed":
 
 def _env():
     src = str(Path(lrlab.__file__).parents[1])
-    return dict(os.environ, OMP_NUM_THREADS="1",
-                PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    return dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+    )
 
 
 def _launch(args, *, cwd, timeout=120):
     """Run ``python args...`` in its own session; on timeout kill the whole group (torchrun and
     its workers). Returns (exit status, stdout, stderr)."""
-    proc = subprocess.Popen([sys.executable, *map(str, args)], env=_env(), cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        env=_env(),
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -56,9 +66,25 @@ def _torchrun_trial(spec: dict, tmp_path: Path):
         pytest.skip("this torch build has no gloo backend")
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     code, out, err = _launch(
-        ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "lrlab.lab.torchrun_trial", "--spec", "spec.json", "--out", "result.json",
-         "--device", "cpu", "--dump-params", "dump"], cwd=tmp_path)
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "lrlab.lab.torchrun_trial",
+            "--spec",
+            "spec.json",
+            "--out",
+            "result.json",
+            "--device",
+            "cpu",
+            "--dump-params",
+            "dump",
+        ],
+        cwd=tmp_path,
+    )
     assert code == 0, out[-3000:] + err[-5000:]
     summary = [line for line in out.splitlines() if line.startswith("trial ")]
     assert len(summary) == 1 and "on 2 rank(s)" in summary[0], out  # rank 0 alone prints
@@ -106,7 +132,9 @@ def test_trial_under_torchrun_matches_the_single_process_trial(tmp_path):
     # the same numbers up to float rounding (the gradient is summed in another order)
     single = train_trial(spec, task=task).to_dict()
     for mine, ref in zip(epochs, single["epochs"], strict=True):
-        assert [mine[k] for k in ("lr", "lr_min", "lr_max")] == [ref[k] for k in ("lr", "lr_min", "lr_max")]
+        assert [mine[k] for k in ("lr", "lr_min", "lr_max")] == [
+            ref[k] for k in ("lr", "lr_min", "lr_max")
+        ]
         for key in ("train_loss", "val_loss", "test_loss"):
             assert mine[key] == pytest.approx(ref[key], rel=1e-4), key
         for key in ("train_acc", "val_acc", "test_acc"):
@@ -125,8 +153,9 @@ def test_divergence_stops_every_rank_at_the_same_epoch(tmp_path):
 
 def test_bad_spec_is_one_error_line_and_status_2(tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps(dict(SPEC, model="mpl")))
-    code, _, err = _launch(["-m", "lrlab.lab.torchrun_trial", "--spec", "spec.json"],
-                             cwd=tmp_path, timeout=60)
+    code, _, err = _launch(
+        ["-m", "lrlab.lab.torchrun_trial", "--spec", "spec.json"], cwd=tmp_path, timeout=60
+    )
     assert code == 2, err
     assert err.count("\n") == 1 and "error:" in err and "did you mean 'mlp'" in err, err
     assert "Traceback" not in err and not (tmp_path / "result.json").exists()

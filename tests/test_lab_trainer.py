@@ -32,8 +32,9 @@ def task(tmp_path_factory):
     """A small MNIST-1D (1,000 generated signals: 720 train / 80 val / 200 test), so a trial of
     a few epochs takes a fraction of a second."""
     arrays = T.mnist1d_arrays(tmp_path_factory.mktemp("cache"), num_samples=1000)
-    return T.make_task("mnist1d", arrays["x_train"], arrays["y_train"], arrays["x_test"],
-                       arrays["y_test"], 10)
+    return T.make_task(
+        "mnist1d", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], 10
+    )
 
 
 def spec_for(schedule=None, **kw) -> TrialSpec:
@@ -45,8 +46,13 @@ def spec_for(schedule=None, **kw) -> TrialSpec:
 def numbers(result: TrialResult) -> list[tuple]:
     """Everything a trial computes, without the timings."""
     return [dataclasses.replace(e, seconds=0.0) for e in result.epochs] + [
-        (result.diverged, result.best_epoch, result.best_val_loss, result.best_test_acc,
-         result.final_test_acc)
+        (
+            result.diverged,
+            result.best_epoch,
+            result.best_val_loss,
+            result.best_test_acc,
+            result.final_test_acc,
+        )
     ]
 
 
@@ -56,8 +62,9 @@ def numbers(result: TrialResult) -> list[tuple]:
 
 @pytest.mark.parametrize("model,interval", [("cnn", "step"), ("mlp", "epoch")])
 def test_same_spec_gives_identical_numbers(task, model, interval):
-    spec = spec_for({"type": "cosine", "lr": 0.1, "total": 3 * 15}, model=model,
-                    lr_interval=interval)
+    spec = spec_for(
+        {"type": "cosine", "lr": 0.1, "total": 3 * 15}, model=model, lr_interval=interval
+    )
     a, b = train_trial(spec, task=task), train_trial(spec, task=task)
     assert numbers(a) == numbers(b)
     assert len(a.epochs) == 3 and not a.diverged
@@ -149,7 +156,9 @@ def test_real_policy_pops_once_per_epoch(task):
     result = train_trial(spec_for(policy, epochs=3), task=task)
     expected = lrlab.schedules.from_config(seq).values(3)
     for record in result.epochs:
-        assert record.lr_min == record.lr_max == pytest.approx(expected[record.epoch - 1], rel=1e-12)
+        assert (
+            record.lr_min == record.lr_max == pytest.approx(expected[record.epoch - 1], rel=1e-12)
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,13 +211,17 @@ def test_on_epoch_sees_every_record_in_order(task):
 
 @pytest.mark.parametrize(
     "optimizer",
-    [{"type": "adam"}, {"type": "adamw", "weight_decay": 0.05},
-     {"type": "sgd", "momentum": 0.9, "nesterov": True}],
+    [
+        {"type": "adam"},
+        {"type": "adamw", "weight_decay": 0.05},
+        {"type": "sgd", "momentum": 0.9, "nesterov": True},
+    ],
 )
 def test_other_optimizers_train(task, optimizer):
     lr = 0.01 if optimizer["type"] == "sgd" else 0.003
-    result = train_trial(spec_for({"type": "constant", "lr": lr}, epochs=2, optimizer=optimizer),
-                         task=task)
+    result = train_trial(
+        spec_for({"type": "constant", "lr": lr}, epochs=2, optimizer=optimizer), task=task
+    )
     assert not result.diverged
     assert result.epochs[1].train_loss < result.epochs[0].train_loss  # it learns
     assert result.spec.optimizer["type"] == optimizer["type"]
@@ -241,8 +254,15 @@ def test_result_dict_round_trip(task):
 
 def test_key_is_stable_and_canonical():
     a = spec_for(optimizer={"type": "sgd", "momentum": 0.9, "weight_decay": 5e-4})
-    b = spec_for(optimizer={"weight_decay": 0.0005, "type": "sgd", "momentum": 0.9,
-                            "nesterov": False, "dampening": 0})
+    b = spec_for(
+        optimizer={
+            "weight_decay": 0.0005,
+            "type": "sgd",
+            "momentum": 0.9,
+            "nesterov": False,
+            "dampening": 0,
+        }
+    )
     assert a.key() == b.key() and len(a.key()) == 16
     assert int(a.key(), 16) >= 0
     assert spec_for(seed=1).key() != a.key()
@@ -275,8 +295,14 @@ def test_schedule_object_is_stored_as_its_config():
     ],
 )
 def test_spec_validation_errors(change, match):
-    kw = dict(task="mnist1d", model="cnn", schedule={"type": "constant", "lr": 0.1}, epochs=1,
-              batch_size=10, seed=0)
+    kw = dict(
+        task="mnist1d",
+        model="cnn",
+        schedule={"type": "constant", "lr": 0.1},
+        epochs=1,
+        batch_size=10,
+        seed=0,
+    )
     kw.update(change)
     with pytest.raises(ConfigError, match=match):
         TrialSpec(**kw)
@@ -293,8 +319,13 @@ def test_from_dict_rejects_unknown_and_missing_keys():
 
 def test_normalize_optimizer_fills_torch_defaults():
     adam = normalize_optimizer({"type": "adam"})
-    assert adam == {"type": "adam", "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
-                    "amsgrad": False}
+    assert adam == {
+        "type": "adam",
+        "betas": [0.9, 0.999],
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "amsgrad": False,
+    }
     assert normalize_optimizer({"type": "adamw"})["weight_decay"] == 0.01
 
 

@@ -21,8 +21,12 @@ SEQS = ("seq1", "seq2", "seq3", "seq4")
 TABLE = {
     "by epoch": ("epoch", {"trigger": "epoch"}, (50, 50, 50, 50), 0.02),
     "by cutoff": ("cutoff", {"trigger": "cutoff", "rate": 0.01, "shrink": 0.2}, (5, 5, 5, 5), 0.6),
-    "by oscillate, authors' code": ("oscillate", {"trigger": "oscillation", "authors_bug": True},
-                                    (13, 20, 16, 19), 0.1),
+    "by oscillate, authors' code": (
+        "oscillate",
+        {"trigger": "oscillation", "authors_bug": True},
+        (13, 20, 16, 19),
+        0.1,
+    ),
     "by oscillate, as specified": ("oscillate", {"trigger": "oscillation"}, (12, 19, 15, 18), 0.15),
 }
 
@@ -30,13 +34,16 @@ TABLE = {
 @pytest.fixture(scope="module")
 def runs():
     if not HISTORIES.is_file():
-        pytest.skip(f"recorded histories not found at {HISTORIES} (the shared data folder is absent)")
+        pytest.skip(
+            f"recorded histories not found at {HISTORIES} (the shared data folder is absent)"
+        )
     return json.loads(HISTORIES.read_text())["runs"]
 
 
 def seq_policy(keys, kind):
-    return lrlab.from_config({"type": "policy", **keys,
-                              "values": {"type": "sequence", "kind": kind, "lr": R0}})
+    return lrlab.from_config(
+        {"type": "policy", **keys, "values": {"type": "sequence", "kind": kind, "lr": R0}}
+    )
 
 
 @pytest.mark.parametrize("row", list(TABLE))
@@ -57,8 +64,12 @@ def test_recorded_histories_reproduce_the_methods_table(runs, row):
 
 def test_recorded_cutoff_pop_epochs(runs):
     """The cutoff decisions written out (0-based epochs), so a change in the rule shows where."""
-    expected = {"seq1": [2, 3, 5, 12, 27], "seq2": [2, 5, 10, 35, 39],
-                "seq3": [2, 5, 10, 20, 32], "seq4": [2, 5, 10, 13, 15]}
+    expected = {
+        "seq1": [2, 3, 5, 12, 27],
+        "seq2": [2, 5, 10, 35, 39],
+        "seq3": [2, 5, 10, 20, 32],
+        "seq4": [2, 5, 10, 13, 15],
+    }
     for kind in SEQS:
         r = replay(seq_policy(TABLE["by cutoff"][1], kind), runs[f"{kind}-cutoff"]["valid_loss"])
         assert r.pop_epochs == expected[kind]
@@ -87,7 +98,9 @@ def test_replay_with_steps_per_epoch_holds_each_epoch_rate(runs):
 
 def test_replay_of_a_plain_schedule_ignores_the_metrics():
     r = replay({"type": "cosine", "lr": 1.0, "total": 4}, [1.0, 2.0], steps_per_epoch=2)
-    assert r.lrs == [float(v) for v in lrlab.from_config({"type": "cosine", "lr": 1.0, "total": 4}).values(4)]
+    assert r.lrs == [
+        float(v) for v in lrlab.from_config({"type": "cosine", "lr": 1.0, "total": 4}).values(4)
+    ]
     assert r.pop_epochs == [] and r.state is None
 
 
@@ -103,8 +116,10 @@ def test_replay_rejects_bad_arguments():
 
 # ------------------------------------------------------------------------------------ CLI
 
-POLICY = ('{"type": "policy", "trigger": "oscillation", '
-          '"values": {"type": "sequence", "kind": "seq1", "lr": 0.01}}')
+POLICY = (
+    '{"type": "policy", "trigger": "oscillation", '
+    '"values": {"type": "sequence", "kind": "seq1", "lr": 0.01}}'
+)
 
 
 def test_sample_history_is_a_json_list():
@@ -113,26 +128,60 @@ def test_sample_history_is_a_json_list():
 
 
 def test_cli_lr_replays_a_metric_file(capsys):
-    assert main(["lr", POLICY, "--steps", "26", "--steps-per-epoch", "2", "--metrics", str(SAMPLE),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "lr",
+                POLICY,
+                "--steps",
+                "26",
+                "--steps-per-epoch",
+                "2",
+                "--metrics",
+                str(SAMPLE),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     expected = replay(lrlab.from_config(json.loads(POLICY)), load_metrics(str(SAMPLE)), 2, steps=26)
     assert out == expected.lrs
     # rises at epochs 6, 9, 10 of the sample -> seq1 pops 1, 2, 3 from steps 14, 20, 22
     assert out == [0.01] * 14 + [0.005] * 6 + [0.01 / 3] * 2 + [0.0025] * 4
     assert main(["lr", POLICY, "--steps", "4", "--metrics", "[1.0, 2.0, 3.0]"]) == 0
-    assert capsys.readouterr().out.split("\n")[:4] == ["0\t0.01", "1\t0.01", "2\t0.005", "3\t0.0033333333333333335"]
+    assert capsys.readouterr().out.split("\n")[:4] == [
+        "0\t0.01",
+        "1\t0.01",
+        "2\t0.005",
+        "3\t0.0033333333333333335",
+    ]
 
 
 def test_cli_lr_schedules_keep_working_and_policies_need_metrics(capsys):
     assert main(["lr", '{"type": "constant", "lr": 0.1}', "--steps", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [0.1, 0.1]
-    assert main(["lr", '{"type": "constant", "lr": 0.1}', "--steps", "2", "--json",
-                 "--metrics", str(SAMPLE)]) == 0
+    assert (
+        main(
+            [
+                "lr",
+                '{"type": "constant", "lr": 0.1}',
+                "--steps",
+                "2",
+                "--json",
+                "--metrics",
+                str(SAMPLE),
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == [0.1, 0.1]
     assert main(["lr", POLICY, "--steps", "3"]) == 2
     assert "--metrics" in capsys.readouterr().err
-    assert main(["lr", '{"type": "constant", "lr": 0.1}', "--steps", "2", "--steps-per-epoch", "3"]) == 2
+    assert (
+        main(["lr", '{"type": "constant", "lr": 0.1}', "--steps", "2", "--steps-per-epoch", "3"])
+        == 2
+    )
     assert "needs --metrics" in capsys.readouterr().err
     assert main(["lr", POLICY, "--steps", "3", "--metrics", "/nonexistent.json"]) == 2
     err = capsys.readouterr().err
@@ -151,8 +200,24 @@ def test_cli_metrics_file_may_be_an_authors_run_or_contain_nulls(tmp_path, capsy
 
 def test_cli_plot_with_metrics(tmp_path, capsys):
     out = tmp_path / "p.png"
-    assert main(["plot", POLICY, '{"type": "constant", "lr": 0.01}', "--steps", "24",
-                 "--steps-per-epoch", "2", "--metrics", str(SAMPLE), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                POLICY,
+                '{"type": "constant", "lr": 0.01}',
+                "--steps",
+                "24",
+                "--steps-per-epoch",
+                "2",
+                "--metrics",
+                str(SAMPLE),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.is_file() and out.stat().st_size > 1000
     assert main(["plot", POLICY, "--steps", "24", "-o", str(out)]) == 2
 
@@ -161,4 +226,6 @@ def test_cli_schedules_lists_the_triggers(capsys):
     assert main(["schedules", "--json"]) == 0
     rows = {r["type"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["policy"]["triggers"] == ["epoch", "cutoff", "oscillation", "plateau"]
-    assert any(k.startswith("plateau:") and "patience=10" in k for k in rows["policy"]["trigger keys"])
+    assert any(
+        k.startswith("plateau:") and "patience=10" in k for k in rows["policy"]["trigger keys"]
+    )

@@ -30,6 +30,7 @@ def policy(trigger, **kw):
 
 # ------------------------------------------------------------------------------------ registry
 
+
 def test_policy_is_registered_on_import_lrlab():
     assert lrlab.policies is not None
     assert lrlab.schedules.REGISTRY["policy"] is Policy
@@ -37,6 +38,7 @@ def test_policy_is_registered_on_import_lrlab():
 
 
 # ------------------------------------------------------------------------------------ epoch
+
 
 def test_epoch_pops_at_every_observation_including_the_first():
     assert pops_of(policy("epoch"), [5.0, 6.0, 7.0, 1.0]) == [0, 1, 2, 3]
@@ -84,7 +86,10 @@ def test_oscillation_authors_bug_also_pops_after_the_first_epoch():
     # explicit false is the specified rule (and round-trips as written)
     cfg = policy("oscillation", authors_bug=False)
     assert pops_of(cfg, OSC_LOSSES) == [2, 4, 5]
-    assert lrlab.from_config(cfg).to_config() == {**cfg, "values": {**SEQ1, "period": 1, "gamma": 0.9}}
+    assert lrlab.from_config(cfg).to_config() == {
+        **cfg,
+        "values": {**SEQ1, "period": 1, "gamma": 0.9},
+    }
 
 
 def test_oscillation_margin_and_patience():
@@ -96,8 +101,10 @@ def test_oscillation_margin_and_patience():
 
 def test_no_rule_fires_before_it_has_two_losses():
     for trigger in ("cutoff", "oscillation", "plateau"):
-        assert pops_of(policy(trigger, patience=0) if trigger == "plateau" else policy(trigger),
-                       [3.0]) == []
+        assert (
+            pops_of(policy(trigger, patience=0) if trigger == "plateau" else policy(trigger), [3.0])
+            == []
+        )
 
 
 # ------------------------------------------------------------------------------------ plateau
@@ -117,8 +124,10 @@ def test_plateau_cooldown():
 
 
 def test_plateau_abs_threshold_and_max_mode():
-    assert pops_of(policy("plateau", patience=1, threshold=0.5, threshold_mode="abs"),
-                   [1.0, 0.75, 0.5, 0.25, 0.125]) == [2]  # 0.5 is not < 1.0 - 0.5; 0.25 is
+    assert pops_of(
+        policy("plateau", patience=1, threshold=0.5, threshold_mode="abs"),
+        [1.0, 0.75, 0.5, 0.25, 0.125],
+    ) == [2]  # 0.5 is not < 1.0 - 0.5; 0.25 is
     accuracy = [0.5, 0.6, 0.6, 0.6, 0.7, 0.65, 0.69]
     assert pops_of(policy("plateau", mode="max", patience=1, threshold=0.0), accuracy) == [3, 6]
 
@@ -128,8 +137,14 @@ def test_plateau_default_patience_is_ten():
 
 
 def test_plateau_min_lr_floor_with_a_factor():
-    cfg = {"type": "policy", "trigger": "plateau", "patience": 0, "factor": 0.5, "lr0": 1.0,
-           "min_lr": 0.3}
+    cfg = {
+        "type": "policy",
+        "trigger": "plateau",
+        "patience": 0,
+        "factor": 0.5,
+        "lr0": 1.0,
+        "min_lr": 0.3,
+    }
     r = replay(lrlab.from_config(cfg), [1.0, 1.0, 1.0, 1.0])
     assert r.lrs == [1.0, 1.0, 0.5, 0.3]
     assert r.final_lr == 0.3
@@ -179,6 +194,7 @@ def test_plateau_matches_torch_reduce_lr_on_plateau_on_positive_metrics(mode, th
 
 # ------------------------------------------------------------------------------------ NaN / inf
 
+
 def test_non_finite_metrics_are_ignored_and_counted():
     hist = [1.0, NAN, 0.9, INF, 0.95, -INF]
     p = lrlab.from_config(policy("oscillation"))
@@ -212,6 +228,7 @@ def test_plateau_best_never_becomes_nan():
 
 
 # ------------------------------------------------------------------------------------ what advancing means
+
 
 def test_sequence_values_on_their_own():
     cfg = policy("epoch", values={"type": "sequence", "kind": "seq4", "lr": 0.01})
@@ -247,15 +264,25 @@ def test_cosine_times_decay_on_oscillation():
 
 
 def test_ralr_on_top_of_a_cutoff_policy():
-    ralr = {"type": "ralr", "base": {"type": "constant", "lr": 1.0}, "p": 0.5, "period": 3, "seed": 1}
+    ralr = {
+        "type": "ralr",
+        "base": {"type": "constant", "lr": 1.0},
+        "p": 0.5,
+        "period": 3,
+        "seed": 1,
+    }
     seq = {"type": "sequence", "kind": "seq4", "lr": 0.01}
     cfg = {"type": "policy", "trigger": "cutoff", "values": seq, "schedule": ralr}
     p = lrlab.from_config(cfg)
     r = replay(p, CUT_LOSSES, steps_per_epoch=3)
     amp, s = lrlab.from_config(ralr), lrlab.from_config(seq)
-    pops = [0] * 9 + [1] * 6 + [2] * 6   # pops after epochs 2, 4, 6
-    assert r.lrs == pytest.approx([amp(t) * s.value(k) / 0.01 for t, k in enumerate(pops)], rel=1e-15)
-    assert len({round(x / y, 12) for x, y in zip(r.lrs, [s.value(k) for k in pops])}) > 1  # amplified
+    pops = [0] * 9 + [1] * 6 + [2] * 6  # pops after epochs 2, 4, 6
+    assert r.lrs == pytest.approx(
+        [amp(t) * s.value(k) / 0.01 for t, k in enumerate(pops)], rel=1e-15
+    )
+    assert (
+        len({round(x / y, 12) for x, y in zip(r.lrs, [s.value(k) for k in pops])}) > 1
+    )  # amplified
 
 
 def test_values_can_be_any_schedule_evaluated_at_the_pop_count():
@@ -267,16 +294,48 @@ def test_values_can_be_any_schedule_evaluated_at_the_pop_count():
 # ------------------------------------------------------------------------------------ configs
 
 CONFIGS = [
-    {"type": "policy", "trigger": "epoch", "values": {"type": "sequence", "kind": "seq3", "lr": 0.01,
-                                                     "period": 1, "gamma": 0.9}},
-    {"type": "policy", "trigger": "cutoff", "rate": 0.01, "shrink": 0.2,
-     "values": {"type": "sequence", "kind": "seq4", "lr": 0.01, "period": 1, "gamma": 0.9, "length": 30}},
+    {
+        "type": "policy",
+        "trigger": "epoch",
+        "values": {"type": "sequence", "kind": "seq3", "lr": 0.01, "period": 1, "gamma": 0.9},
+    },
+    {
+        "type": "policy",
+        "trigger": "cutoff",
+        "rate": 0.01,
+        "shrink": 0.2,
+        "values": {
+            "type": "sequence",
+            "kind": "seq4",
+            "lr": 0.01,
+            "period": 1,
+            "gamma": 0.9,
+            "length": 30,
+        },
+    },
     {"type": "policy", "trigger": "cutoff", "cutoff": 0.05, "factor": 0.5, "lr0": 0.1},
-    {"type": "policy", "trigger": "oscillation", "margin": 0.01, "patience": 2, "authors_bug": True,
-     "factor": 0.3, "schedule": {"type": "cosine", "lr": 0.1, "total": 100, "end_lr": 0.0},
-     "min_lr": 1e-05},
-    {"type": "policy", "trigger": "plateau", "mode": "max", "threshold": 0.001, "threshold_mode": "abs",
-     "patience": 3, "cooldown": 1, "min_lr": 0.0001, "factor": 0.1, "lr0": 0.1},
+    {
+        "type": "policy",
+        "trigger": "oscillation",
+        "margin": 0.01,
+        "patience": 2,
+        "authors_bug": True,
+        "factor": 0.3,
+        "schedule": {"type": "cosine", "lr": 0.1, "total": 100, "end_lr": 0.0},
+        "min_lr": 1e-05,
+    },
+    {
+        "type": "policy",
+        "trigger": "plateau",
+        "mode": "max",
+        "threshold": 0.001,
+        "threshold_mode": "abs",
+        "patience": 3,
+        "cooldown": 1,
+        "min_lr": 0.0001,
+        "factor": 0.1,
+        "lr0": 0.1,
+    },
 ]
 
 
@@ -296,30 +355,57 @@ def test_minimal_config_round_trips_without_adding_defaults():
     assert lrlab.from_config(cfg).option("patience") == 10
 
 
-@pytest.mark.parametrize("cfg, words", [
-    ({"trigger": "oscillate", "factor": 0.5, "lr0": 1}, ["policy.trigger", "oscillation"]),
-    ({"trigger": "cutoff", "factor": 0.5, "lr0": 1, "mode": "min"}, ["policy.mode", "plateau", "cutoff"]),
-    ({"trigger": "epoch", "factor": 0.5, "lr0": 1, "patience": 2}, ["policy.patience"]),
-    ({"trigger": "plateau", "factor": 0.5, "lr0": 1, "authors_bug": True}, ["authors_bug", "oscillation"]),
-    ({"trigger": "epoch"}, ["values", "factor"]),
-    ({"trigger": "epoch", "factor": 0.5, "values": SEQ1}, ["exactly one"]),
-    ({"trigger": "epoch", "factor": 0.5}, ["policy.lr0"]),
-    ({"trigger": "epoch", "values": SEQ1, "lr0": 0.1}, ["policy.lr0"]),
-    ({"trigger": "epoch", "factor": 1.5, "lr0": 1}, ["policy.factor", "<= 1"]),
-    ({"trigger": "epoch", "factor": 0, "lr0": 1}, ["policy.factor"]),
-    ({"trigger": "cutoff", "factor": 0.5, "lr0": 1, "rate": 0.1, "cutoff": 0.1}, ["rate", "cutoff"]),
-    ({"trigger": "cutoff", "factor": 0.5, "lr0": 1, "shrink": 0}, ["policy.shrink"]),
-    ({"trigger": "plateau", "factor": 0.5, "lr0": 1, "patience": -1}, ["policy.patience"]),
-    ({"trigger": "plateau", "factor": 0.5, "lr0": 1, "mode": "minimum"}, ["policy.mode", "min"]),
-    ({"trigger": "plateau", "factor": 0.5, "lr0": 1, "threshold_mode": "relative"}, ["threshold_mode"]),
-    ({"trigger": "oscillation", "factor": 0.5, "lr0": 1, "authors_bug": "yes"}, ["authors_bug"]),
-    ({"trigger": "oscillation", "factor": 0.5, "lr0": 1, "margin": -1}, ["policy.margin"]),
-    ({"trigger": "epoch", "values": {"type": "sequence", "kind": "seq1", "lr": 0.0},
-      "schedule": {"type": "constant", "lr": 1.0}}, ["policy.values", "above 0"]),
-    ({"trigger": "epoch", "values": {"kind": "seq1"}}, ["type"]),
-    ({"trigger": "epoch", "factor": 0.5, "lr0": 1, "min_lr": -1}, ["policy.min_lr"]),
-    ({"trigger": "epoch", "factor": 0.5, "lr0": 1, "bogus": 1}, ["bogus"]),
-])
+@pytest.mark.parametrize(
+    "cfg, words",
+    [
+        ({"trigger": "oscillate", "factor": 0.5, "lr0": 1}, ["policy.trigger", "oscillation"]),
+        (
+            {"trigger": "cutoff", "factor": 0.5, "lr0": 1, "mode": "min"},
+            ["policy.mode", "plateau", "cutoff"],
+        ),
+        ({"trigger": "epoch", "factor": 0.5, "lr0": 1, "patience": 2}, ["policy.patience"]),
+        (
+            {"trigger": "plateau", "factor": 0.5, "lr0": 1, "authors_bug": True},
+            ["authors_bug", "oscillation"],
+        ),
+        ({"trigger": "epoch"}, ["values", "factor"]),
+        ({"trigger": "epoch", "factor": 0.5, "values": SEQ1}, ["exactly one"]),
+        ({"trigger": "epoch", "factor": 0.5}, ["policy.lr0"]),
+        ({"trigger": "epoch", "values": SEQ1, "lr0": 0.1}, ["policy.lr0"]),
+        ({"trigger": "epoch", "factor": 1.5, "lr0": 1}, ["policy.factor", "<= 1"]),
+        ({"trigger": "epoch", "factor": 0, "lr0": 1}, ["policy.factor"]),
+        (
+            {"trigger": "cutoff", "factor": 0.5, "lr0": 1, "rate": 0.1, "cutoff": 0.1},
+            ["rate", "cutoff"],
+        ),
+        ({"trigger": "cutoff", "factor": 0.5, "lr0": 1, "shrink": 0}, ["policy.shrink"]),
+        ({"trigger": "plateau", "factor": 0.5, "lr0": 1, "patience": -1}, ["policy.patience"]),
+        (
+            {"trigger": "plateau", "factor": 0.5, "lr0": 1, "mode": "minimum"},
+            ["policy.mode", "min"],
+        ),
+        (
+            {"trigger": "plateau", "factor": 0.5, "lr0": 1, "threshold_mode": "relative"},
+            ["threshold_mode"],
+        ),
+        (
+            {"trigger": "oscillation", "factor": 0.5, "lr0": 1, "authors_bug": "yes"},
+            ["authors_bug"],
+        ),
+        ({"trigger": "oscillation", "factor": 0.5, "lr0": 1, "margin": -1}, ["policy.margin"]),
+        (
+            {
+                "trigger": "epoch",
+                "values": {"type": "sequence", "kind": "seq1", "lr": 0.0},
+                "schedule": {"type": "constant", "lr": 1.0},
+            },
+            ["policy.values", "above 0"],
+        ),
+        ({"trigger": "epoch", "values": {"kind": "seq1"}}, ["type"]),
+        ({"trigger": "epoch", "factor": 0.5, "lr0": 1, "min_lr": -1}, ["policy.min_lr"]),
+        ({"trigger": "epoch", "factor": 0.5, "lr0": 1, "bogus": 1}, ["bogus"]),
+    ],
+)
 def test_bad_configs_raise_config_error_naming_the_field(cfg, words):
     with pytest.raises(ConfigError) as info:
         lrlab.from_config({"type": "policy", **cfg})
@@ -328,6 +414,7 @@ def test_bad_configs_raise_config_error_naming_the_field(cfg, words):
 
 
 # ------------------------------------------------------------------------------------ state
+
 
 def test_state_dict_round_trip_and_versioning():
     p = lrlab.from_config(CONFIGS[4])
@@ -362,6 +449,7 @@ def test_observe_is_pure():
 
 
 # ------------------------------------------------------------------------------------ convergence epoch
+
 
 def test_convergence_epoch_definition():
     # diffs: .3 .1 .05 .001 .001 .001 .001 .001 -> first window of 4 with sum < .009 starts at 3

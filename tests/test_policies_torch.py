@@ -19,21 +19,60 @@ from lrlab.torch import Scheduler
 
 SRC = str(Path(lrlab.__file__).resolve().parents[1])
 STEPS_PER_EPOCH = 3
-METRICS = [2.3, 0.9, 0.62, 0.55, 0.52, 0.516, 0.53, 0.49, 0.487, 0.5, 0.51, 0.4868, float("nan"),
-           0.4867, 0.4867, 0.4867, 0.49]
+METRICS = [
+    2.3,
+    0.9,
+    0.62,
+    0.55,
+    0.52,
+    0.516,
+    0.53,
+    0.49,
+    0.487,
+    0.5,
+    0.51,
+    0.4868,
+    float("nan"),
+    0.4867,
+    0.4867,
+    0.4867,
+    0.49,
+]
 
 CONFIGS = {
-    "cutoff-seq4": {"type": "policy", "trigger": "cutoff",
-                    "values": {"type": "sequence", "kind": "seq4", "lr": 0.01}},
-    "oscillation-patience-cosine": {"type": "policy", "trigger": "oscillation", "patience": 1,
-                                    "factor": 0.5,
-                                    "schedule": {"type": "cosine", "lr": 0.1, "total": 60}},
-    "plateau-cooldown": {"type": "policy", "trigger": "plateau", "patience": 1, "cooldown": 2,
-                         "factor": 0.5, "lr0": 0.1, "min_lr": 0.01},
-    "ralr-x-cutoff": {"type": "policy", "trigger": "cutoff", "cutoff": 0.05,
-                      "values": {"type": "sequence", "kind": "seq2", "lr": 0.01},
-                      "schedule": {"type": "ralr", "base": {"type": "constant", "lr": 1.0},
-                                   "period": 3, "seed": 5}},
+    "cutoff-seq4": {
+        "type": "policy",
+        "trigger": "cutoff",
+        "values": {"type": "sequence", "kind": "seq4", "lr": 0.01},
+    },
+    "oscillation-patience-cosine": {
+        "type": "policy",
+        "trigger": "oscillation",
+        "patience": 1,
+        "factor": 0.5,
+        "schedule": {"type": "cosine", "lr": 0.1, "total": 60},
+    },
+    "plateau-cooldown": {
+        "type": "policy",
+        "trigger": "plateau",
+        "patience": 1,
+        "cooldown": 2,
+        "factor": 0.5,
+        "lr0": 0.1,
+        "min_lr": 0.01,
+    },
+    "ralr-x-cutoff": {
+        "type": "policy",
+        "trigger": "cutoff",
+        "cutoff": 0.05,
+        "values": {"type": "sequence", "kind": "seq2", "lr": 0.01},
+        "schedule": {
+            "type": "ralr",
+            "base": {"type": "constant", "lr": 1.0},
+            "period": 3,
+            "seed": 5,
+        },
+    },
 }
 
 LOOP = r"""
@@ -90,8 +129,9 @@ def test_step_with_metric_applies_the_new_rate_at_once_without_advancing_time():
 
 def test_groups_sharing_a_policy_share_its_state_and_scales_apply():
     opt = make_opt(groups=2)
-    sched = Scheduler(opt, {"type": "policy", "trigger": "epoch", "factor": 0.5, "lr0": 1.0},
-                      scales=[1.0, 0.1])
+    sched = Scheduler(
+        opt, {"type": "policy", "trigger": "epoch", "factor": 0.5, "lr0": 1.0}, scales=[1.0, 0.1]
+    )
     sched.step(1.0)
     assert sched.get_last_lr() == [0.5, 0.05]
 
@@ -112,7 +152,9 @@ def test_state_dict_with_a_policy_is_weights_only_loadable():
     assert fresh.policy_states == sched.policy_states and fresh.get_last_lr() == sched.get_last_lr()
 
 
-RESUME_CHILD = LOOP + r"""
+RESUME_CHILD = (
+    LOOP
+    + r"""
 import json, sys, torch
 import lrlab.torch
 spec = json.load(open(sys.argv[1]))
@@ -127,13 +169,18 @@ for name, job in spec.items():
     results[name] = train(sched, opt, job["metrics"], job["spe"], job["cut"], job["total"])
 print(json.dumps(results))
 """
+)
 
 
 def test_resume_in_a_new_process_continues_exactly(tmp_path):
     total = len(METRICS) * STEPS_PER_EPOCH
     # cut mid-epoch (policy state mid-patience / mid-cooldown) and at an epoch boundary
-    cuts = {"cutoff-seq4": 17, "oscillation-patience-cosine": 22, "plateau-cooldown": 25,
-            "ralr-x-cutoff": 24}
+    cuts = {
+        "cutoff-seq4": 17,
+        "oscillation-patience-cosine": 22,
+        "plateau-cooldown": 25,
+        "ralr-x-cutoff": 24,
+    }
     spec, expected = {}, {}
     for name, config in CONFIGS.items():
         opt = make_opt()
@@ -142,24 +189,39 @@ def test_resume_in_a_new_process_continues_exactly(tmp_path):
         opt = make_opt()
         sched = Scheduler(opt, config)
         first = train(sched, opt, METRICS, STEPS_PER_EPOCH, 0, cuts[name])  # noqa: F821
-        assert first == uninterrupted[:cuts[name]]
+        assert first == uninterrupted[: cuts[name]]
         ckpt = tmp_path / f"{name}.pt"
         torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, ckpt)
-        spec[name] = {"config": config, "ckpt": str(ckpt), "metrics": METRICS, "spe": STEPS_PER_EPOCH,
-                      "cut": cuts[name], "total": total}
-        expected[name] = uninterrupted[cuts[name]:]
-    (tmp_path / "spec.json").write_text(json.dumps(spec))  # NaN is written as NaN; json reads it back
+        spec[name] = {
+            "config": config,
+            "ckpt": str(ckpt),
+            "metrics": METRICS,
+            "spe": STEPS_PER_EPOCH,
+            "cut": cuts[name],
+            "total": total,
+        }
+        expected[name] = uninterrupted[cuts[name] :]
+    (tmp_path / "spec.json").write_text(
+        json.dumps(spec)
+    )  # NaN is written as NaN; json reads it back
     (tmp_path / "child.py").write_text(RESUME_CHILD)
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, str(tmp_path / "child.py"), str(tmp_path / "spec.json")],
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(tmp_path / "child.py"), str(tmp_path / "spec.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     results = json.loads(out.stdout)
     for name in CONFIGS:
         assert results[name] == expected[name], name
 
 
-DIST_WORKER = LOOP + r"""
+DIST_WORKER = (
+    LOOP
+    + r"""
 import datetime, json, sys
 import torch, torch.distributed as dist
 import lrlab.torch
@@ -177,6 +239,7 @@ dist.barrier()
 dist.destroy_process_group()
 json.dump(results, open(out_path, "w"))
 """
+)
 
 
 def free_port() -> int:
@@ -190,23 +253,46 @@ def test_two_ranks_with_different_metrics_make_identical_decisions(tmp_path):
     wiggle = [0.03 * (-1) ** e * (1 + e % 3) for e in range(len(METRICS))]
     rank0 = [m + w for m, w in zip(METRICS, wiggle)]
     rank1 = [m - w for m, w in zip(METRICS, wiggle)]
-    rank1[3] = float("inf")  # one rank diverges for one epoch: the mean is inf, both ranks ignore it
+    rank1[3] = float(
+        "inf"
+    )  # one rank diverges for one epoch: the mean is inf, both ranks ignore it
     mean = [(a + b) / 2 for a, b in zip(rank0, rank1)]
     spe = 2
     total = len(METRICS) * spe
-    configs = {k: CONFIGS[k] for k in ("cutoff-seq4", "oscillation-patience-cosine", "plateau-cooldown")}
-    configs["oscillation-seq1"] = {"type": "policy", "trigger": "oscillation",
-                                   "values": {"type": "sequence", "kind": "seq1", "lr": 0.01}}
+    configs = {
+        k: CONFIGS[k] for k in ("cutoff-seq4", "oscillation-patience-cosine", "plateau-cooldown")
+    }
+    configs["oscillation-seq1"] = {
+        "type": "policy",
+        "trigger": "oscillation",
+        "values": {"type": "sequence", "kind": "seq1", "lr": 0.01},
+    }
     spec = {"configs": configs, "metrics": [rank0, rank1], "spe": spe, "total": total}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     (tmp_path / "worker.py").write_text(DIST_WORKER)
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+    }
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), str(rank), str(port),
-                               str(tmp_path / "spec.json"), str(tmp_path / f"out{rank}.json")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for rank in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(tmp_path / "worker.py"),
+                str(rank),
+                str(port),
+                str(tmp_path / "spec.json"),
+                str(tmp_path / f"out{rank}.json"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for rank in (0, 1)
+    ]
     for p in procs:
         try:
             _, err = p.communicate(timeout=120)

@@ -62,14 +62,22 @@ def test_paper_setup_milestones_and_period():
 
 
 def test_same_values_in_a_separate_process():
-    config = {"type": "ralr", "base": {"type": "cosine", "lr": 0.1, "total": 5000},
-              "p": 0.5, "low": 1, "high": 3, "period": 13, "seed": 42}
+    config = {
+        "type": "ralr",
+        "base": {"type": "cosine", "lr": 0.1, "total": 5000},
+        "p": 0.5,
+        "low": 1,
+        "high": 3,
+        "period": 13,
+        "seed": 42,
+    }
     code = (
         "import json, sys, lrlab; s = lrlab.from_config(json.loads(sys.argv[1]));"
         "print(json.dumps([s(t) for t in range(5000)]))"
     )
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(config)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(config)], capture_output=True, text=True, check=True
+    )
     theirs = json.loads(out.stdout)
     ours = [from_config(config)(t) for t in range(5000)]
     assert theirs == ours

@@ -41,17 +41,30 @@ def any_schedule(draw):
     if choice == 1:
         return KDecay(base=base, k=draw(ks), form=draw(st.sampled_from(["warp", "additive"])))
     if choice == 2:
-        return RandomAmplify(base=base, p=draw(st.floats(0, 1)), low=1.0, high=draw(st.floats(1, 4)),
-                             period=draw(st.integers(1, 50)), seed=draw(st.integers(0, 2**32 - 1)))
+        return RandomAmplify(
+            base=base,
+            p=draw(st.floats(0, 1)),
+            low=1.0,
+            high=draw(st.floats(1, 4)),
+            period=draw(st.integers(1, 50)),
+            seed=draw(st.integers(0, 2**32 - 1)),
+        )
     if choice == 3:
         lo = draw(lrs)
-        return Cyclic(base_lr=lo, max_lr=lo * draw(st.floats(1, 10)), step_size_up=draw(st.integers(1, 500)),
-                      step_size_down=draw(st.integers(1, 500)),
-                      mode=draw(st.sampled_from(["triangular", "triangular2", "exp_range"])),
-                      gamma=draw(st.floats(0.9, 1.0)))
+        return Cyclic(
+            base_lr=lo,
+            max_lr=lo * draw(st.floats(1, 10)),
+            step_size_up=draw(st.integers(1, 500)),
+            step_size_down=draw(st.integers(1, 500)),
+            mode=draw(st.sampled_from(["triangular", "triangular2", "exp_range"])),
+            gamma=draw(st.floats(0.9, 1.0)),
+        )
     if choice == 4:
-        return DecayingSequence(kind=draw(st.sampled_from(["seq1", "seq2", "seq3", "seq4", "seq4_slides"])),
-                                lr=draw(lrs), period=draw(st.integers(1, 100)))
+        return DecayingSequence(
+            kind=draw(st.sampled_from(["seq1", "seq2", "seq3", "seq4", "seq4_slides"])),
+            lr=draw(lrs),
+            period=draw(st.integers(1, 100)),
+        )
     return base.with_warmup(draw(st.integers(1, 300)))
 
 
@@ -98,10 +111,17 @@ def test_k_equal_one_is_identity_in_both_forms(s):
 
 
 @settings(max_examples=100, deadline=None)
-@given(lrs, st.integers(1, 200), st.integers(1, 200), st.sampled_from(["triangular", "triangular2", "exp_range"]),
-       st.lists(st.integers(0, 100_000), min_size=1, max_size=30))
+@given(
+    lrs,
+    st.integers(1, 200),
+    st.integers(1, 200),
+    st.sampled_from(["triangular", "triangular2", "exp_range"]),
+    st.lists(st.integers(0, 100_000), min_size=1, max_size=30),
+)
 def test_cyclic_stays_between_base_and_max(lo, up, down, mode, ts):
-    c = Cyclic(base_lr=lo, max_lr=3 * lo, step_size_up=up, step_size_down=down, mode=mode, gamma=0.999)
+    c = Cyclic(
+        base_lr=lo, max_lr=3 * lo, step_size_up=up, step_size_down=down, mode=mode, gamma=0.999
+    )
     for t in ts:
         assert lo * (1 - 1e-12) <= c(t) <= 3 * lo * (1 + 1e-12)
 

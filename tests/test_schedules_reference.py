@@ -51,12 +51,20 @@ CLR_CASES = [
 def test_cyclic_matches_torch_cycliclr_over_100k_steps(mode, up, down):
     steps = 100_000
     gamma = 0.99997
-    ours = Cyclic(base_lr=0.001, max_lr=0.006, step_size_up=up, step_size_down=down,
-                  mode=mode, gamma=gamma)
+    ours = Cyclic(
+        base_lr=0.001, max_lr=0.006, step_size_up=up, step_size_down=down, mode=mode, gamma=gamma
+    )
     expected = torch_lrs(
         lambda o: torch.optim.lr_scheduler.CyclicLR(
-            o, base_lr=0.001, max_lr=0.006, step_size_up=up, step_size_down=down,
-            mode=mode, gamma=gamma, cycle_momentum=False),
+            o,
+            base_lr=0.001,
+            max_lr=0.006,
+            step_size_up=up,
+            step_size_down=down,
+            mode=mode,
+            gamma=gamma,
+            cycle_momentum=False,
+        ),
         steps,
     )
     assert_rel(ours.values(steps), expected, 1e-12)
@@ -79,24 +87,53 @@ def test_cyclic_triangular2_halves_amplitude_each_cycle():
 @pytest.mark.parametrize(
     "ours,make",
     [
-        (Step(lr=0.3, step_size=7, gamma=0.5),
-         lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=7, gamma=0.5)),
-        (MultiStep(lr=0.3, milestones=(10, 25, 60), gamma=0.2),
-         lambda o: torch.optim.lr_scheduler.MultiStepLR(o, milestones=[10, 25, 60], gamma=0.2)),
-        (Exponential(lr=0.3, gamma=0.97),
-         lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.97)),
-        (Polynomial(lr=0.3, total=80, power=2.0),
-         lambda o: torch.optim.lr_scheduler.PolynomialLR(o, total_iters=80, power=2.0)),
-        (Cosine(lr=0.3, end_lr=0.01, total=90),
-         lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=90, eta_min=0.01)),
-        (CosineRestarts(lr=0.3, end_lr=0.01, period=10, period_mult=1),
-         lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=10, T_mult=1, eta_min=0.01)),
-        (CosineRestarts(lr=0.3, end_lr=0.01, period=10, period_mult=2),
-         lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=10, T_mult=2, eta_min=0.01)),
-        (CosineRestarts(lr=0.3, end_lr=0.0, period=3, period_mult=3),
-         lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=3)),
+        (
+            Step(lr=0.3, step_size=7, gamma=0.5),
+            lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=7, gamma=0.5),
+        ),
+        (
+            MultiStep(lr=0.3, milestones=(10, 25, 60), gamma=0.2),
+            lambda o: torch.optim.lr_scheduler.MultiStepLR(o, milestones=[10, 25, 60], gamma=0.2),
+        ),
+        (
+            Exponential(lr=0.3, gamma=0.97),
+            lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.97),
+        ),
+        (
+            Polynomial(lr=0.3, total=80, power=2.0),
+            lambda o: torch.optim.lr_scheduler.PolynomialLR(o, total_iters=80, power=2.0),
+        ),
+        (
+            Cosine(lr=0.3, end_lr=0.01, total=90),
+            lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=90, eta_min=0.01),
+        ),
+        (
+            CosineRestarts(lr=0.3, end_lr=0.01, period=10, period_mult=1),
+            lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                o, T_0=10, T_mult=1, eta_min=0.01
+            ),
+        ),
+        (
+            CosineRestarts(lr=0.3, end_lr=0.01, period=10, period_mult=2),
+            lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                o, T_0=10, T_mult=2, eta_min=0.01
+            ),
+        ),
+        (
+            CosineRestarts(lr=0.3, end_lr=0.0, period=3, period_mult=3),
+            lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=3),
+        ),
     ],
-    ids=["step", "multistep", "exponential", "polynomial", "cosine", "sgdr", "sgdr-mult2", "sgdr-mult3"],
+    ids=[
+        "step",
+        "multistep",
+        "exponential",
+        "polynomial",
+        "cosine",
+        "sgdr",
+        "sgdr-mult2",
+        "sgdr-mult3",
+    ],
 )
 def test_classic_schedules_match_torch(ours, make):
     steps = 90 if isinstance(ours, Cosine) else 400  # torch's recursive cosine climbs after T_max
@@ -146,8 +183,11 @@ def test_kdecay_warp_on_exponential_substitutes_in_the_exponent():
 @pytest.mark.parametrize("form", ["warp", "additive"])
 @pytest.mark.parametrize(
     "base",
-    [Cosine(lr=0.1, end_lr=0.001, total=777), Polynomial(lr=0.1, end_lr=0.0, total=500, power=2.0),
-     Step(lr=0.1, step_size=30, gamma=0.5)],
+    [
+        Cosine(lr=0.1, end_lr=0.001, total=777),
+        Polynomial(lr=0.1, end_lr=0.0, total=500, power=2.0),
+        Step(lr=0.1, step_size=30, gamma=0.5),
+    ],
     ids=["cosine", "poly", "step"],
 )
 def test_kdecay_with_k1_is_the_base_bit_for_bit(form, base):
@@ -196,7 +236,9 @@ def test_sequences_hand_values():
         assert DecayingSequence(kind="seq3", lr=r0).value(i) == pytest.approx(r0 * 0.9**i)
         slides = DecayingSequence(kind="seq4_slides", lr=r0).value(i)
         assert slides == pytest.approx(r0 * (1 - ((i - 1) % 10) / 10) / (i // 10 + 1))
-    assert all(DecayingSequence(kind=k, lr=r0).value(0) == r0 for k in ("seq1", "seq2", "seq3", "seq4"))
+    assert all(
+        DecayingSequence(kind=k, lr=r0).value(0) == r0 for k in ("seq1", "seq2", "seq3", "seq4")
+    )
 
 
 def test_sequence_by_epoch_pops_once_per_period_and_stays_at_last_value_with_length():

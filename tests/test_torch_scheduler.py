@@ -12,9 +12,22 @@ import lrlab
 from lrlab.errors import ConfigError
 from lrlab.torch import Scheduler
 
-RALR = {"type": "ralr", "base": {"type": "multistep", "lr": 0.1, "milestones": [50, 75]},
-        "p": 0.5, "low": 1.0, "high": 3.0, "period": 3, "seed": 7}
-CLR = {"type": "cyclic", "mode": "triangular2", "base_lr": 0.001, "max_lr": 0.006, "step_size_up": 7}
+RALR = {
+    "type": "ralr",
+    "base": {"type": "multistep", "lr": 0.1, "milestones": [50, 75]},
+    "p": 0.5,
+    "low": 1.0,
+    "high": 3.0,
+    "period": 3,
+    "seed": 7,
+}
+CLR = {
+    "type": "cyclic",
+    "mode": "triangular2",
+    "base_lr": 0.001,
+    "max_lr": 0.006,
+    "step_size_up": 7,
+}
 
 
 def make_opt(lr=0.1, groups=1):
@@ -156,9 +169,13 @@ def test_resume_in_a_new_process_gives_the_uninterrupted_learning_rates(config, 
     model, opt, sched = fresh()
     first = train(model, opt, sched, cut)
     path = tmp_path / "ckpt.pt"
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}, path)
+    torch.save(
+        {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}, path
+    )
     script = RESUME_SCRIPT.format(config=repr(config), rest=total - cut)
-    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
+    )
     lines = out.stdout.strip().splitlines()
     assert first + eval(lines[0]) == uninterrupted
     assert eval(lines[1]) == params

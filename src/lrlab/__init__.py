@@ -11,12 +11,21 @@ from lrlab.schedules import Schedule, dump_config, from_config, load_config
 __version__ = "0.1.0"
 
 try:  # the policies register their config types into the same registry
-    from lrlab import policies  # noqa: F401
+    from lrlab import policies
 except ImportError:  # pragma: no cover - while the policies layer is being written
     policies = None
 
-__all__ = ["ConfigError", "LrlabError", "Schedule", "dump_config", "from_config", "load_config",
-           "range_test", "schedules", "__version__"]
+__all__ = [
+    "ConfigError",
+    "LrlabError",
+    "Schedule",
+    "__version__",
+    "dump_config",
+    "from_config",
+    "load_config",
+    "range_test",
+    "schedules",
+]
 
 
 def __getattr__(name):

@@ -52,7 +52,9 @@ def as_exportable(obj: Any, where: str = "schedule") -> Schedule:
             "schedule is a function of the step count alone. Export a schedule instead (e.g. the "
             "policy's 'schedule'), or drive the policy with lrlab.torch.Scheduler"
         )
-    raise ConfigError(f"{where} must be an lrlab schedule or a config dict with a 'type' key, got {obj!r}")
+    raise ConfigError(
+        f"{where} must be an lrlab schedule or a config dict with a 'type' key, got {obj!r}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,7 +67,7 @@ def as_exportable(obj: Any, where: str = "schedule") -> Schedule:
 
 
 class _UInt32:
-    __slots__ = ("value", "ns")
+    __slots__ = ("ns", "value")
 
     def __init__(self, value, ns):
         self.value, self.ns = value, ns

@@ -56,8 +56,9 @@ class Scheduler(LRScheduler):
             loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad(); sched.step()
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule, *,
-                 scales: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, schedule, *, scales: Sequence[float] | None = None
+    ) -> None:
         groups = optimizer.param_groups
         if isinstance(schedule, Sequence) and not isinstance(schedule, (str, dict)):
             if len(schedule) != len(groups):
@@ -80,7 +81,9 @@ class Scheduler(LRScheduler):
                 self.controllers.append(c)
             self.group_controller.append(next(i for i, k in enumerate(self.controllers) if k is c))
         self.scales = scales
-        self.policy_states = [c.initial_state() if _is_policy(c) else None for c in self.controllers]
+        self.policy_states = [
+            c.initial_state() if _is_policy(c) else None for c in self.controllers
+        ]
         super().__init__(optimizer)
 
     # ------------------------------------------------------------------ the lrlab API
@@ -107,7 +110,7 @@ class Scheduler(LRScheduler):
         self._apply()
 
     # ------------------------------------------------------------------ torch's API
-    def step(self, metric: float | None = None) -> None:  # noqa: D401 - torch's signature
+    def step(self, metric: float | None = None) -> None:
         """Advance one step, or with ``metric``, feed it to the policies (see the class doc)."""
         if torch.compiler.is_compiling():
             # inside a compiled function Dynamo would specialise on the step count and recompile
@@ -132,7 +135,8 @@ class Scheduler(LRScheduler):
         """The learning rates last applied, typed like each group's ``lr`` (tensors are copies)."""
         return [
             torch.tensor(lr, dtype=group["lr"].dtype, device=group["lr"].device)
-            if isinstance(group["lr"], torch.Tensor) else lr
+            if isinstance(group["lr"], torch.Tensor)
+            else lr
             for group, lr in zip(self.optimizer.param_groups, self._last_lr)
         ]
 
@@ -165,7 +169,9 @@ class Scheduler(LRScheduler):
             "version": STATE_VERSION,
             "step": int(self.last_epoch),
             "step_count": int(self._step_count),
-            "configs": [c.to_config() if isinstance(c, Configurable) else None for c in self.controllers],
+            "configs": [
+                c.to_config() if isinstance(c, Configurable) else None for c in self.controllers
+            ],
             "group_controller": list(self.group_controller),
             "scales": list(self.scales),
             "policy_states": [
@@ -183,7 +189,9 @@ class Scheduler(LRScheduler):
             )
         mine = [c.to_config() if isinstance(c, Configurable) else None for c in self.controllers]
         if state_dict.get("configs") != mine:
-            warnings.warn("lrlab Scheduler: loading a state saved with a different schedule", stacklevel=2)
+            warnings.warn(
+                "lrlab Scheduler: loading a state saved with a different schedule", stacklevel=2
+            )
         self.scales = [float(s) for s in state_dict["scales"]]
         self.policy_states = [
             None if d is None else c.state_from_dict(d)

@@ -14,7 +14,8 @@ COMMAND_MODULES = ("schedule_cmds", "find", "compare")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lrlab", description="Learning-rate schedules from four papers, a range test, and a lab."
+        prog="lrlab",
+        description="Learning-rate schedules from four papers, a range test, and a lab.",
     )
     from lrlab import __version__
 

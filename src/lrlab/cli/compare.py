@@ -14,8 +14,6 @@ from lrlab.cli.args import int_at_least
 from lrlab.errors import ConfigError
 
 
-
-
 def register(subparsers) -> None:
     from lrlab.lab.sweep import EXECUTORS
 
@@ -33,31 +31,81 @@ def register(subparsers) -> None:
             "markdown report with statistics and plots. Without STUDY, runs the default study."
         ),
     )
-    p.add_argument("study", nargs="?", default="default", metavar="STUDY_OR_PATH",
-                   help="a built-in study name (see --list) or the path of a .toml study file "
-                        "(default: %(default)s)")
+    p.add_argument(
+        "study",
+        nargs="?",
+        default="default",
+        metavar="STUDY_OR_PATH",
+        help="a built-in study name (see --list) or the path of a .toml study file "
+        "(default: %(default)s)",
+    )
     p.add_argument("--list", action="store_true", help="list the built-in studies and exit")
-    p.add_argument("--workers", type=int_at_least(0), default=None, metavar="N",
-                   help="worker processes (default: one per CPU core); 0 runs trials in this process")
-    p.add_argument("--threads", type=int_at_least(1), default=1, metavar="N",
-                   help="torch threads per worker (default: 1)")
-    p.add_argument("--executor", default="local", choices=sorted(EXECUTORS),
-                   help="where trials run (default: local process pool)")
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="with --executor ray: an existing cluster ('auto', 'ray://host:10001'); "
-                        "default: a local Ray instance")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="folder of the report and plots (default: lrlab-out/STUDY)")
-    p.add_argument("--db", type=Path, default=None, metavar="PATH",
-                   help="results database (default: OUT/results.sqlite)")
-    p.add_argument("--seeds", type=int_at_least(1), default=None, metavar="N",
-                   help="override the study's seeds with 0..N-1")
-    p.add_argument("--epochs", type=int_at_least(1), default=None, metavar="N",
-                   help="override the study's epochs (placeholders scale the horizons)")
-    p.add_argument("--device", default=None, metavar="DEVICE",
-                   help="cpu, cuda, cuda:1, ... (default: CUDA when available, else CPU)")
-    p.add_argument("--report-only", action="store_true",
-                   help="do not train: rebuild the report from what the database holds")
+    p.add_argument(
+        "--workers",
+        type=int_at_least(0),
+        default=None,
+        metavar="N",
+        help="worker processes (default: one per CPU core); 0 runs trials in this process",
+    )
+    p.add_argument(
+        "--threads",
+        type=int_at_least(1),
+        default=1,
+        metavar="N",
+        help="torch threads per worker (default: 1)",
+    )
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=sorted(EXECUTORS),
+        help="where trials run (default: local process pool)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --executor ray: an existing cluster ('auto', 'ray://host:10001'); "
+        "default: a local Ray instance",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of the report and plots (default: lrlab-out/STUDY)",
+    )
+    p.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="results database (default: OUT/results.sqlite)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int_at_least(1),
+        default=None,
+        metavar="N",
+        help="override the study's seeds with 0..N-1",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int_at_least(1),
+        default=None,
+        metavar="N",
+        help="override the study's epochs (placeholders scale the horizons)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="cpu, cuda, cuda:1, ... (default: CUDA when available, else CPU)",
+    )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="do not train: rebuild the report from what the database holds",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -119,11 +167,19 @@ def run(args: argparse.Namespace) -> int:
             err_console.print(f"results: {db}", highlight=False)
             options = {"address": args.ray_address} if args.executor == "ray" else {}
             executor = make_executor(
-                args.executor, workers=args.workers, device=args.device, threads=args.threads, **options
+                args.executor,
+                workers=args.workers,
+                device=args.device,
+                threads=args.threads,
+                **options,
             )
             try:
                 summary = run_sweep(
-                    study, store, executor=executor, progress=not args.no_progress, console=err_console
+                    study,
+                    store,
+                    executor=executor,
+                    progress=not args.no_progress,
+                    console=err_console,
                 )
             finally:
                 executor.close()
@@ -141,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
     out_console.print(f"db:     {db}")
     failed = sum(s.failed for s in report.stats)
     if failed:
-        print(f"lrlab compare: {failed} trial(s) failed; see the report; rerun to retry them", file=sys.stderr)
+        print(
+            f"lrlab compare: {failed} trial(s) failed; see the report; rerun to retry them",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -18,8 +18,6 @@ from lrlab.errors import ConfigError
 SIGNALS = ("auto", "val_acc", "train_acc", "val_loss", "loss")
 
 
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "find",
@@ -33,47 +31,141 @@ def register(subparsers) -> None:
     )
     p.add_argument("--task", default="mnist1d", help="built-in task (default: %(default)s)")
     p.add_argument("--model", default="mlp", help="built-in model (default: %(default)s)")
-    p.add_argument("--optimizer", default='{"type": "sgd", "momentum": 0.9, "weight_decay": 5e-4}',
-                   metavar="JSON", help="optimizer config as in a study (default: %(default)s)")
-    p.add_argument("--mode", default="exp", choices=("linear", "exp"),
-                   help="ladder of rates: geometric (exp, default: for an unknown scale) or linear "
-                        "(Smith's; good for a second, finer pass)")
-    p.add_argument("--start-lr", type=positive_float, default=1e-4, metavar="LR", help="default: %(default)s")
-    p.add_argument("--end-lr", type=positive_float, default=10.0, metavar="LR", help="default: %(default)s")
-    p.add_argument("--steps", type=int_at_least(10), default=None, metavar="N",
-                   help="optimizer steps (default: --epochs epochs, at least 100)")
-    p.add_argument("--epochs", type=positive_float, default=4.0, metavar="E",
-                   help="length of the test in epochs when --steps is not given (default: %(default)s)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=128, metavar="N", help="default: %(default)s")
-    p.add_argument("--seed", type=int_at_least(0), default=0, metavar="N",
-                   help="model init, data order (default: %(default)s)")
-    p.add_argument("--repeats", type=int_at_least(1), default=3, metavar="N",
-                   help="runs over seeds SEED.. for the spread of each bound (default: %(default)s); "
-                        "1 reads the spread from a bootstrap of the curve")
-    p.add_argument("--val-every", type=int_at_least(1), default=1, metavar="K",
-                   help="evaluate the validation subset every K steps (default: %(default)s)")
-    p.add_argument("--val-samples", type=int_at_least(1), default=1024, metavar="N",
-                   help="validation samples per evaluation (default: %(default)s)")
-    p.add_argument("--signal", default="auto", choices=SIGNALS,
-                   help="curve the bounds are read from (default: validation accuracy)")
-    p.add_argument("--diverge-factor", type=positive_float, default=4.0, metavar="F",
-                   help="stop when the smoothed loss exceeds F x its best (default: %(default)s)")
-    p.add_argument("--step-size-up", type=int_at_least(1), default=None, metavar="N",
-                   help="half-cycle of the printed cyclic config in iterations "
-                        "(default: --step-size-epochs x iterations per epoch)")
-    p.add_argument("--step-size-epochs", type=positive_float, default=4.0, metavar="E",
-                   help="half-cycle in epochs (Smith: 2-10; default: %(default)s)")
-    p.add_argument("--cycle-mode", default="triangular2", choices=("triangular", "triangular2", "exp_range"),
-                   help="mode of the printed cyclic config (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=Path("lrlab-out") / "find", metavar="DIR",
-                   help="folder for range_test.json and range_test.png (default: %(default)s)")
-    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="JSON path (default: OUT/range_test.json)")
-    p.add_argument("--plot", type=Path, default=None, metavar="PATH", help="plot path (default: OUT/range_test.png)")
+    p.add_argument(
+        "--optimizer",
+        default='{"type": "sgd", "momentum": 0.9, "weight_decay": 5e-4}',
+        metavar="JSON",
+        help="optimizer config as in a study (default: %(default)s)",
+    )
+    p.add_argument(
+        "--mode",
+        default="exp",
+        choices=("linear", "exp"),
+        help="ladder of rates: geometric (exp, default: for an unknown scale) or linear "
+        "(Smith's; good for a second, finer pass)",
+    )
+    p.add_argument(
+        "--start-lr", type=positive_float, default=1e-4, metavar="LR", help="default: %(default)s"
+    )
+    p.add_argument(
+        "--end-lr", type=positive_float, default=10.0, metavar="LR", help="default: %(default)s"
+    )
+    p.add_argument(
+        "--steps",
+        type=int_at_least(10),
+        default=None,
+        metavar="N",
+        help="optimizer steps (default: --epochs epochs, at least 100)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=positive_float,
+        default=4.0,
+        metavar="E",
+        help="length of the test in epochs when --steps is not given (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size", type=int_at_least(1), default=128, metavar="N", help="default: %(default)s"
+    )
+    p.add_argument(
+        "--seed",
+        type=int_at_least(0),
+        default=0,
+        metavar="N",
+        help="model init, data order (default: %(default)s)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int_at_least(1),
+        default=3,
+        metavar="N",
+        help="runs over seeds SEED.. for the spread of each bound (default: %(default)s); "
+        "1 reads the spread from a bootstrap of the curve",
+    )
+    p.add_argument(
+        "--val-every",
+        type=int_at_least(1),
+        default=1,
+        metavar="K",
+        help="evaluate the validation subset every K steps (default: %(default)s)",
+    )
+    p.add_argument(
+        "--val-samples",
+        type=int_at_least(1),
+        default=1024,
+        metavar="N",
+        help="validation samples per evaluation (default: %(default)s)",
+    )
+    p.add_argument(
+        "--signal",
+        default="auto",
+        choices=SIGNALS,
+        help="curve the bounds are read from (default: validation accuracy)",
+    )
+    p.add_argument(
+        "--diverge-factor",
+        type=positive_float,
+        default=4.0,
+        metavar="F",
+        help="stop when the smoothed loss exceeds F x its best (default: %(default)s)",
+    )
+    p.add_argument(
+        "--step-size-up",
+        type=int_at_least(1),
+        default=None,
+        metavar="N",
+        help="half-cycle of the printed cyclic config in iterations "
+        "(default: --step-size-epochs x iterations per epoch)",
+    )
+    p.add_argument(
+        "--step-size-epochs",
+        type=positive_float,
+        default=4.0,
+        metavar="E",
+        help="half-cycle in epochs (Smith: 2-10; default: %(default)s)",
+    )
+    p.add_argument(
+        "--cycle-mode",
+        default="triangular2",
+        choices=("triangular", "triangular2", "exp_range"),
+        help="mode of the printed cyclic config (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("lrlab-out") / "find",
+        metavar="DIR",
+        help="folder for range_test.json and range_test.png (default: %(default)s)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="JSON path (default: OUT/range_test.json)",
+    )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="plot path (default: OUT/range_test.png)",
+    )
     p.add_argument("--no-plot", action="store_true", help="do not draw the plot")
-    p.add_argument("--config-out", type=Path, default=None, metavar="PATH",
-                   help="also write the cyclic config (JSON) to PATH")
+    p.add_argument(
+        "--config-out",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the cyclic config (JSON) to PATH",
+    )
     p.add_argument("--data-dir", default=None, metavar="DIR", help="folder of file-based datasets")
-    p.add_argument("--device", default=None, metavar="DEVICE", help="cpu, cuda, ... (default: CUDA if available)")
+    p.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="cpu, cuda, ... (default: CUDA if available)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -82,7 +174,9 @@ def _parse_optimizer(text: str) -> dict:
     try:
         cfg = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"--optimizer must be a JSON object, e.g. '{{\"type\": \"sgd\"}}' ({exc.msg})") from None
+        raise ConfigError(
+            f'--optimizer must be a JSON object, e.g. \'{{"type": "sgd"}}\' ({exc.msg})'
+        ) from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"--optimizer must be a JSON object with a 'type' key, got {text!r}")
     return cfg
@@ -96,7 +190,12 @@ def run(args: argparse.Namespace) -> int:
     from lrlab.finder import range_test
     from lrlab.lab.models import build_model, check_model
     from lrlab.lab.tasks import load_task, task_info
-    from lrlab.lab.trainer import make_optimizer, normalize_optimizer, resolve_device, steps_per_epoch
+    from lrlab.lab.trainer import (
+        make_optimizer,
+        normalize_optimizer,
+        resolve_device,
+        steps_per_epoch,
+    )
 
     console = Console()
     err = Console(stderr=True)
@@ -118,20 +217,38 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args.model, task).to(device)
     optimizer = make_optimizer(model.parameters(), opt_cfg)
     result = range_test(
-        model, optimizer, torch.nn.CrossEntropyLoss(), (task.x_train, task.y_train),
-        val_data=(task.x_val, task.y_val), start_lr=args.start_lr, end_lr=args.end_lr, steps=steps,
-        mode=args.mode, batch_size=args.batch_size, seed=args.seed, repeats=args.repeats,
-        val_every=args.val_every, val_samples=args.val_samples, diverge_factor=args.diverge_factor,
-        device=device, progress=not args.no_progress and console.is_terminal,
+        model,
+        optimizer,
+        torch.nn.CrossEntropyLoss(),
+        (task.x_train, task.y_train),
+        val_data=(task.x_val, task.y_val),
+        start_lr=args.start_lr,
+        end_lr=args.end_lr,
+        steps=steps,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        repeats=args.repeats,
+        val_every=args.val_every,
+        val_samples=args.val_samples,
+        diverge_factor=args.diverge_factor,
+        device=device,
+        progress=not args.no_progress and console.is_terminal,
     )
     for run_result in result.runs:
-        run_result.config["lab"] = {"task": args.task, "model": args.model, "optimizer": opt_cfg,
-                                    "steps_per_epoch": per_epoch}
+        run_result.config["lab"] = {
+            "task": args.task,
+            "model": args.model,
+            "optimizer": opt_cfg,
+            "steps_per_epoch": per_epoch,
+        }
     sug = result.suggest(signal=args.signal)
 
-    title = (f"LR range test: {args.task} / {args.model}, {args.mode} {args.start_lr:g}..{args.end_lr:g}, "
-             f"{steps} steps x {len(result.runs)} run(s), stopped: "
-             + ", ".join(sorted({r.stop_reason for r in result.runs})))
+    title = (
+        f"LR range test: {args.task} / {args.model}, {args.mode} {args.start_lr:g}..{args.end_lr:g}, "
+        f"{steps} steps x {len(result.runs)} run(s), stopped: "
+        + ", ".join(sorted({r.stop_reason for r in result.runs}))
+    )
     table = Table(title=title, title_justify="left")
     table.add_column("bound", no_wrap=True)
     table.add_column("lr", justify="right")
@@ -142,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         v = getattr(sug, key)
         s = sug.spread.get(key)
         iqr = f"{s.q25:.3g} .. {s.q75:.3g}" if s is not None and s.n > 1 else "-"
-        fac = f"{10 ** s.log10_iqr:.2f} ({s.method}, n={s.n})" if s is not None and s.n > 1 else "-"
+        fac = f"{10**s.log10_iqr:.2f} ({s.method}, n={s.n})" if s is not None and s.n > 1 else "-"
         table.add_row(key, "n/a" if v is None else f"{v:.4g}", iqr, fac, sug.reasons.get(key, ""))
     console.print(table)
     console.print(f"read from: {sug.signal}")
@@ -154,9 +271,12 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"wrote {json_path}")
     if not args.no_plot:
         plot_path = args.plot or args.out / "range_test.png"
-        result.plot(plot_path, suggestion=sug if sug.ok else None,
-                    title=f"{title}\nbase_lr={sug.base_lr if sug.base_lr is None else f'{sug.base_lr:.3g}'}, "
-                          f"max_lr={sug.max_lr if sug.max_lr is None else f'{sug.max_lr:.3g}'}")
+        result.plot(
+            plot_path,
+            suggestion=sug if sug.ok else None,
+            title=f"{title}\nbase_lr={sug.base_lr if sug.base_lr is None else f'{sug.base_lr:.3g}'}, "
+            f"max_lr={sug.max_lr if sug.max_lr is None else f'{sug.max_lr:.3g}'}",
+        )
         console.print(f"wrote {plot_path}")
     if not sug.ok:
         raise ConfigError("no usable bounds: " + "; ".join(d.message for d in sug.diagnostics))
@@ -165,7 +285,9 @@ def run(args: argparse.Namespace) -> int:
     if args.config_out is not None:
         atomic_write_text(args.config_out, json.dumps(cfg, indent=2) + "\n")
         console.print(f"wrote {args.config_out}")
-    console.print(f"cyclic config (step_size_up = {step_size_up} iterations = "
-                  f"{step_size_up / per_epoch:.3g} epochs of batch {args.batch_size}):")
+    console.print(
+        f"cyclic config (step_size_up = {step_size_up} iterations = "
+        f"{step_size_up / per_epoch:.3g} epochs of batch {args.batch_size}):"
+    )
     console.print(text, markup=False, highlight=False, soft_wrap=True)
     return 0

@@ -38,11 +38,18 @@ def register(sub) -> None:
 
 
 def _add_replay_options(p) -> None:
-    p.add_argument("--metrics", metavar="FILE",
-                   help="replay a recorded metric history through a policy: a JSON list, one value "
-                        "per epoch (e.g. validation losses)")
-    p.add_argument("--steps-per-epoch", type=int, metavar="S",
-                   help="steps in one epoch of the replayed history (default 1; needs --metrics)")
+    p.add_argument(
+        "--metrics",
+        metavar="FILE",
+        help="replay a recorded metric history through a policy: a JSON list, one value "
+        "per epoch (e.g. validation losses)",
+    )
+    p.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        metavar="S",
+        help="steps in one epoch of the replayed history (default 1; needs --metrics)",
+    )
 
 
 def _check_steps(steps: int) -> int:
@@ -65,7 +72,9 @@ def learning_rates(config_source, steps: int, *, metrics=None, steps_per_epoch: 
 
     steps = _check_steps(steps)
     if steps_per_epoch is not None and metrics is None:
-        raise ConfigError("--steps-per-epoch needs --metrics FILE (the per-epoch history to replay)")
+        raise ConfigError(
+            "--steps-per-epoch needs --metrics FILE (the per-epoch history to replay)"
+        )
     controller = from_config(load_config(config_source))
     if metrics is None:
         if _is_policy(controller):
@@ -86,8 +95,9 @@ def learning_rates(config_source, steps: int, *, metrics=None, steps_per_epoch: 
 
 
 def cmd_lr(args) -> int:
-    values = learning_rates(args.config, args.steps, metrics=args.metrics,
-                            steps_per_epoch=args.steps_per_epoch)
+    values = learning_rates(
+        args.config, args.steps, metrics=args.metrics, steps_per_epoch=args.steps_per_epoch
+    )
     if args.json:
         print(json.dumps([float(v) for v in values]))
     else:
@@ -96,8 +106,9 @@ def cmd_lr(args) -> int:
     return 0
 
 
-def plot_curves(curves: dict[str, "object"], path, *, title: str = "", log: bool = False,
-                xlabel: str = "step") -> Path:
+def plot_curves(
+    curves: dict[str, object], path, *, title: str = "", log: bool = False, xlabel: str = "step"
+) -> Path:
     """Draw named learning-rate curves on one figure and save it as a PNG."""
     import matplotlib
 
@@ -138,8 +149,9 @@ def cmd_plot(args) -> int:
             label = f"policy ({schedule.trigger})"
         while label in curves:
             label += "'"
-        curves[label] = learning_rates(schedule.to_config(), args.steps, metrics=metrics,
-                                       steps_per_epoch=args.steps_per_epoch)
+        curves[label] = learning_rates(
+            schedule.to_config(), args.steps, metrics=metrics, steps_per_epoch=args.steps_per_epoch
+        )
     print(plot_curves(curves, args.output, log=args.log))
     return 0
 
@@ -160,8 +172,14 @@ def describe_types() -> list[dict]:
                 default = "<required>"
             params.append({"name": f.name, "default": default})
         doc = (cls.__doc__ or "").strip().splitlines()
-        rows.append({"type": name, "summary": doc[0] if doc else "", "params": params,
-                     **getattr(cls, "describe_extra", lambda: {})()})
+        rows.append(
+            {
+                "type": name,
+                "summary": doc[0] if doc else "",
+                "params": params,
+                **getattr(cls, "describe_extra", lambda: {})(),
+            }
+        )
     return rows
 
 
@@ -182,8 +200,11 @@ def cmd_schedules(args) -> int:
             p["name"] if p["default"] == "<required>" else f"{p['name']}={p['default']!r}"
             for p in row["params"]
         )
-        extra = "".join(f"\n{k}: {', '.join(map(str, v))}" for k, v in row.items()
-                        if k not in ("type", "summary", "params"))
+        extra = "".join(
+            f"\n{k}: {', '.join(map(str, v))}"
+            for k, v in row.items()
+            if k not in ("type", "summary", "params")
+        )
         table.add_row(row["type"], params, row["summary"] + extra)
     Console().print(table)
     return 0
@@ -193,16 +214,33 @@ def paper_schedules(epochs: int = 300) -> dict[str, dict]:
     """One config per paper, per epoch, for the overview plot of ``lrlab papers``."""
     return {
         "RALR (multistep 0.1, p=0.5, u~U[1,3])": {
-            "type": "ralr", "base": {"type": "multistep", "lr": 0.1,
-                                     "milestones": [epochs // 2, 3 * epochs // 4], "gamma": 0.1},
-            "p": 0.5, "low": 1.0, "high": 3.0, "period": 1, "seed": 0},
+            "type": "ralr",
+            "base": {
+                "type": "multistep",
+                "lr": 0.1,
+                "milestones": [epochs // 2, 3 * epochs // 4],
+                "gamma": 0.1,
+            },
+            "p": 0.5,
+            "low": 1.0,
+            "high": 3.0,
+            "period": 1,
+            "seed": 0,
+        },
         "CLR triangular2 (0.001..0.006, 20 up)": {
-            "type": "cyclic", "mode": "triangular2", "base_lr": 0.001, "max_lr": 0.006,
-            "step_size_up": 20},
+            "type": "cyclic",
+            "mode": "triangular2",
+            "base_lr": 0.001,
+            "max_lr": 0.006,
+            "step_size_up": 20,
+        },
         "seq4 by epoch (r0=0.01)": {"type": "sequence", "kind": "seq4", "lr": 0.01},
         "k-decay k=3 on cosine (0.1 -> 0.001)": {
-            "type": "kdecay", "k": 3.0, "form": "warp",
-            "base": {"type": "cosine", "lr": 0.1, "end_lr": 0.001, "total": epochs}},
+            "type": "kdecay",
+            "k": 3.0,
+            "form": "warp",
+            "base": {"type": "cosine", "lr": 0.1, "end_lr": 0.001, "total": epochs},
+        },
         "cosine (0.1 -> 0.001)": {"type": "cosine", "lr": 0.1, "end_lr": 0.001, "total": epochs},
     }
 
@@ -222,6 +260,13 @@ def cmd_papers(args) -> int:
     for name, values in curves.items():
         table.add_row(name, *(f"{values[m]:.5g}" for m in marks))
     Console().print(table)
-    print(plot_curves(curves, args.output, log=True, xlabel="epoch",
-                      title="The four papers' schedules (log scale)"))
+    print(
+        plot_curves(
+            curves,
+            args.output,
+            log=True,
+            xlabel="epoch",
+            title="The four papers' schedules (log scale)",
+        )
+    )
     return 0

@@ -14,7 +14,7 @@ from lrlab.finder.range_test import (
     repeat_range_test,
 )
 from lrlab.finder.state import StateSnapshot, preserved_state, restore_state, snapshot_state
-from lrlab.finder.suggest import Diagnostic, Spread, SuggestOptions, Suggestion, read_curve
+from lrlab.finder.suggest import Diagnostic, Spread, Suggestion, SuggestOptions, read_curve
 
 __all__ = [
     "MIN_STEPS",

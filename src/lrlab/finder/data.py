@@ -9,12 +9,22 @@ import torch
 
 from lrlab.errors import ConfigError
 
-__all__ = ["is_tensor_pair", "check_data", "train_batches", "val_batches", "to_device", "batch_size_of"]
+__all__ = [
+    "batch_size_of",
+    "check_data",
+    "is_tensor_pair",
+    "to_device",
+    "train_batches",
+    "val_batches",
+]
 
 
 def is_tensor_pair(data: Any) -> bool:
-    return (isinstance(data, (tuple, list)) and len(data) == 2
-            and all(isinstance(t, torch.Tensor) for t in data))
+    return (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(t, torch.Tensor) for t in data)
+    )
 
 
 def check_data(data: Any, field: str, *, reiterable: bool = False) -> None:
@@ -23,16 +33,22 @@ def check_data(data: Any, field: str, *, reiterable: bool = False) -> None:
     if is_tensor_pair(data):
         x, y = data
         if x.shape[0] != y.shape[0]:
-            raise ConfigError(f"{field}: x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
+            raise ConfigError(
+                f"{field}: x and y must have the same length, got {x.shape[0]} and {y.shape[0]}"
+            )
         if x.shape[0] == 0:
             raise ConfigError(f"{field}: the tensors are empty")
         return
     if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
-        raise ConfigError(f"{field} must be an (x, y) pair of tensors or an iterable of (x, y) batches "
-                          f"(e.g. a DataLoader), got {type(data).__name__}")
+        raise ConfigError(
+            f"{field} must be an (x, y) pair of tensors or an iterable of (x, y) batches "
+            f"(e.g. a DataLoader), got {type(data).__name__}"
+        )
     if reiterable and isinstance(data, Iterator):
-        raise ConfigError(f"{field} must be re-iterable (a DataLoader, a list of batches or an (x, y) "
-                          f"pair), not a one-shot {type(data).__name__}")
+        raise ConfigError(
+            f"{field} must be re-iterable (a DataLoader, a list of batches or an (x, y) "
+            f"pair), not a one-shot {type(data).__name__}"
+        )
 
 
 def split_batch(batch: Any, field: str) -> tuple[Any, Any]:
@@ -87,7 +103,7 @@ def train_batches(data: Any, *, batch_size: int, seed: int) -> Iterator[tuple[An
         while True:
             perm = torch.randperm(n, generator=gen)
             for i in range(0, n - bs + 1, bs):
-                idx = perm[i: i + bs].to(x.device)
+                idx = perm[i : i + bs].to(x.device)
                 yield x[idx], y[idx]
     one_shot = isinstance(data, Iterator)
     it = iter(data)
@@ -113,7 +129,7 @@ def val_batches(data: Any, *, budget: int, batch_size: int) -> Iterator[tuple[An
         x, y = data
         n = min(int(x.shape[0]), budget)
         for i in range(0, n, batch_size):
-            yield x[i: min(i + batch_size, n)], y[i: min(i + batch_size, n)]
+            yield x[i : min(i + batch_size, n)], y[i : min(i + batch_size, n)]
         return
     for batch in data:
         bx, by = split_batch(batch, "val_data")

@@ -52,8 +52,8 @@ from lrlab.finder.stability import estimate_edge, optimizer_model
 from lrlab.finder.state import preserved_state, restore_state
 from lrlab.finder.suggest import (
     Diagnostic,
-    SuggestOptions,
     Suggestion,
+    SuggestOptions,
     bootstrap_readings,
     combine,
     curve_signal,
@@ -62,8 +62,15 @@ from lrlab.finder.suggest import (
     validate_signal,
 )
 
-__all__ = ["range_test", "repeat_range_test", "RangeTestResult", "lr_ladder", "MODES", "MIN_STEPS",
-           "STOP_REASONS"]
+__all__ = [
+    "MIN_STEPS",
+    "MODES",
+    "STOP_REASONS",
+    "RangeTestResult",
+    "lr_ladder",
+    "range_test",
+    "repeat_range_test",
+]
 
 MODES = ("linear", "exp")
 MIN_STEPS = 10
@@ -86,14 +93,22 @@ def _check_ladder(start_lr: Any, end_lr: Any, steps: Any, mode: Any) -> None:
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float, np.floating, np.integer))
+            or not math.isfinite(v)
+        ):
             raise ConfigError(f"{name} must be a finite number, got {v!r}")
     if mode == "exp" and start_lr <= 0:
-        raise ConfigError(f"start_lr must be > 0 for mode='exp' (a geometric ladder), got {start_lr!r}")
+        raise ConfigError(
+            f"start_lr must be > 0 for mode='exp' (a geometric ladder), got {start_lr!r}"
+        )
     if start_lr < 0:
         raise ConfigError(f"start_lr must be >= 0, got {start_lr!r}")
     if not start_lr < end_lr:
-        raise ConfigError(f"start_lr must be < end_lr, got start_lr={start_lr!r} >= end_lr={end_lr!r}")
+        raise ConfigError(
+            f"start_lr must be < end_lr, got start_lr={start_lr!r} >= end_lr={end_lr!r}"
+        )
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < MIN_STEPS:
         raise ConfigError(f"steps must be an integer >= {MIN_STEPS}, got {steps!r}")
 
@@ -111,6 +126,7 @@ def _nan_to_none(v: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- result
+
 
 @dataclass
 class RangeTestResult:
@@ -142,8 +158,10 @@ class RangeTestResult:
     def __repr__(self) -> str:
         m = ", ".join(sorted(self.metrics))
         rep = f", repeats={len(self.repeats)}" if self.repeats else ""
-        return (f"RangeTestResult(points={len(self)}, mode={self.mode!r}, stop_reason={self.stop_reason!r}, "
-                f"metrics=[{m}]{rep})")
+        return (
+            f"RangeTestResult(points={len(self)}, mode={self.mode!r}, stop_reason={self.stop_reason!r}, "
+            f"metrics=[{m}]{rep})"
+        )
 
     # -- reading
     def available_signals(self, min_points: int = SuggestOptions().min_points) -> list[str]:
@@ -160,8 +178,10 @@ class RangeTestResult:
             values, kind = self.loss, "loss"
         else:
             if signal not in self.metrics:
-                raise ConfigError(f"signal {signal!r} was not recorded; recorded: "
-                                  f"{', '.join(['loss', *sorted(self.metrics)])}")
+                raise ConfigError(
+                    f"signal {signal!r} was not recorded; recorded: "
+                    f"{', '.join(['loss', *sorted(self.metrics)])}"
+                )
             values = self.metrics[signal]
             kind = "accuracy" if signal.endswith("acc") else "loss"
         mask = np.isfinite(values)
@@ -177,16 +197,29 @@ class RangeTestResult:
         est = estimate_edge(self.lr, self.loss, self.config.get("optimizer_model"))
         return None if est is None else est["lr"]
 
-    def _read(self, signal: str, options: SuggestOptions) -> tuple[Any, np.ndarray, np.ndarray, float | None]:
+    def _read(
+        self, signal: str, options: SuggestOptions
+    ) -> tuple[Any, np.ndarray, np.ndarray, float | None]:
         """(reading, lr, higher-is-better curve, stability edge) of this run."""
         lr, y, kind = self._curve(signal)
         edge = self._edge()
-        reading = read_curve(lr, y, kind=kind, stop_reason=self.stop_reason, edge_lr=edge,
-                             options=options, signal_name=signal)
+        reading = read_curve(
+            lr,
+            y,
+            kind=kind,
+            stop_reason=self.stop_reason,
+            edge_lr=edge,
+            options=options,
+            signal_name=signal,
+        )
         return reading, lr, y, edge
 
-    def suggest(self, signal: str = "auto", options: SuggestOptions | Mapping[str, Any] | None = None,
-                **overrides: Any) -> Suggestion:
+    def suggest(
+        self,
+        signal: str = "auto",
+        options: SuggestOptions | Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Suggestion:
         """Read ``base_lr``, ``max_lr`` and a single ``lr`` (see :mod:`lrlab.finder.suggest`).
 
         ``signal``: ``"auto"`` (validation accuracy, else training accuracy, else validation loss,
@@ -203,22 +236,50 @@ class RangeTestResult:
         primary, lr, y, edge = self._read(signal, opts)
         if len(runs) > 1:
             readings = [primary] + [r._read(signal, opts)[0] for r in runs[1:]]
-            sug = combine(primary, readings, method="repeats", signal=signal, options=opts,
-                          n_runs=len(runs), use_median=True)
+            sug = combine(
+                primary,
+                readings,
+                method="repeats",
+                signal=signal,
+                options=opts,
+                n_runs=len(runs),
+                use_median=True,
+            )
         else:
             kind = self._curve(signal)[2]
-            reps = bootstrap_readings(lr, y, kind=kind, stop_reason=self.stop_reason, edge_lr=edge,
-                                      options=opts, signal_name=signal) if primary.max_lr is not None else []
+            reps = (
+                bootstrap_readings(
+                    lr,
+                    y,
+                    kind=kind,
+                    stop_reason=self.stop_reason,
+                    edge_lr=edge,
+                    options=opts,
+                    signal_name=signal,
+                )
+                if primary.max_lr is not None
+                else []
+            )
             sug = combine(primary, reps, method="bootstrap", signal=signal, options=opts)
         codes = set(sug.codes)
-        if (all(r.stop_reason in ("end", "end_of_data") for r in runs) and "fall" not in sug.candidates
-                and "never_diverged" not in codes):
-            sug.diagnostics.append(Diagnostic(
-                "never_diverged", f"the loss never diverged and {signal} never fell: end_lr may be below "
-                                  "the top of the useful range"))
+        if (
+            all(r.stop_reason in ("end", "end_of_data") for r in runs)
+            and "fall" not in sug.candidates
+            and "never_diverged" not in codes
+        ):
+            sug.diagnostics.append(
+                Diagnostic(
+                    "never_diverged",
+                    f"the loss never diverged and {signal} never fell: end_lr may be below "
+                    "the top of the useful range",
+                )
+            )
         if any(r.stop_reason == "nan" for r in runs):
-            sug.diagnostics.append(Diagnostic(
-                "nan", "the loss became NaN/inf; the curve was cut at the last finite point"))
+            sug.diagnostics.append(
+                Diagnostic(
+                    "nan", "the loss became NaN/inf; the curve was cut at the last finite point"
+                )
+            )
         return sug
 
     # -- serialisation
@@ -226,16 +287,25 @@ class RangeTestResult:
         names = sorted(self.metrics)
         pts = []
         for i in range(len(self.lr)):
-            p = {"step": i, "lr": float(self.lr[i]), "loss": _nan_to_none(float(self.loss[i])),
-                 "smoothed_loss": _nan_to_none(float(self.smoothed_loss[i]))}
+            p = {
+                "step": i,
+                "lr": float(self.lr[i]),
+                "loss": _nan_to_none(float(self.loss[i])),
+                "smoothed_loss": _nan_to_none(float(self.smoothed_loss[i])),
+            }
             for m in names:
                 p[m] = _nan_to_none(float(self.metrics[m][i]))
             pts.append(p)
         return pts
 
     def _run_dict(self) -> dict[str, Any]:
-        return {"stop_reason": self.stop_reason, "stop_lr": self.stop_lr, "elapsed_s": round(self.elapsed_s, 3),
-                "config": self.config, "points": self._points()}
+        return {
+            "stop_reason": self.stop_reason,
+            "stop_lr": self.stop_lr,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "config": self.config,
+            "points": self._points(),
+        }
 
     def to_dict(self, *, suggestion: Suggestion | bool | None = True) -> dict[str, Any]:
         """A JSON-ready dict; ``suggestion=True`` computes and embeds ``suggest()`` (None/False: omit)."""
@@ -247,8 +317,13 @@ class RangeTestResult:
             d["suggestion"] = suggestion.to_dict()
         return d
 
-    def to_json(self, path: str | Path | None = None, *, suggestion: Suggestion | bool | None = True,
-                indent: int = 2) -> str:
+    def to_json(
+        self,
+        path: str | Path | None = None,
+        *,
+        suggestion: Suggestion | bool | None = True,
+        indent: int = 2,
+    ) -> str:
         """The result as JSON text (NaN written as null); also written to ``path`` when given."""
         text = json.dumps(self.to_dict(suggestion=suggestion), indent=indent, allow_nan=False)
         if path is not None:
@@ -262,12 +337,22 @@ class RangeTestResult:
 
         def run(r: Mapping[str, Any]) -> RangeTestResult:
             pts = r["points"]
-            arr = lambda key: np.array([np.nan if p.get(key) is None else p[key] for p in pts], dtype=float)  # noqa: E731
-            metric_names = sorted({k for p in pts for k in p} - {"step", "lr", "loss", "smoothed_loss"})
-            return cls(lr=arr("lr"), loss=arr("loss"), smoothed_loss=arr("smoothed_loss"),
-                       metrics={m: arr(m) for m in metric_names}, stop_reason=r["stop_reason"],
-                       stop_lr=r.get("stop_lr"), config=dict(r.get("config", {})),
-                       elapsed_s=float(r.get("elapsed_s", 0.0)))
+            arr = lambda key: np.array(
+                [np.nan if p.get(key) is None else p[key] for p in pts], dtype=float
+            )
+            metric_names = sorted(
+                {k for p in pts for k in p} - {"step", "lr", "loss", "smoothed_loss"}
+            )
+            return cls(
+                lr=arr("lr"),
+                loss=arr("loss"),
+                smoothed_loss=arr("smoothed_loss"),
+                metrics={m: arr(m) for m in metric_names},
+                stop_reason=r["stop_reason"],
+                stop_lr=r.get("stop_lr"),
+                config=dict(r.get("config", {})),
+                elapsed_s=float(r.get("elapsed_s", 0.0)),
+            )
 
         out = run(d)
         out.repeats = [run(r) for r in d.get("repeats", [])]
@@ -301,8 +386,13 @@ class RangeTestResult:
             atomic_write_text(path, text)
         return text
 
-    def plot(self, path: str | Path | None = None, *, suggestion: Suggestion | bool | None = True,
-             title: str | None = None):
+    def plot(
+        self,
+        path: str | Path | None = None,
+        *,
+        suggestion: Suggestion | bool | None = True,
+        title: str | None = None,
+    ):
         """Loss and accuracy against the learning rate, suggested bounds marked (matplotlib Agg).
 
         Returns the figure; saves it to ``path`` when given."""
@@ -315,13 +405,20 @@ class RangeTestResult:
 
 # ----------------------------------------------------------------------------- running
 
+
 def _is_classification(out: Any, y: Any, loss_fn: Any) -> str | None:
     if not isinstance(out, torch.Tensor) or not isinstance(y, torch.Tensor):
         return None
     if isinstance(loss_fn, torch.nn.BCEWithLogitsLoss) and out.shape == y.shape:
         return "binary"
-    if (out.ndim >= 2 and out.shape[1] >= 2 and not torch.is_floating_point(y) and not torch.is_complex(y)
-            and y.dtype != torch.bool and tuple(y.shape) == (out.shape[0], *out.shape[2:])):
+    if (
+        out.ndim >= 2
+        and out.shape[1] >= 2
+        and not torch.is_floating_point(y)
+        and not torch.is_complex(y)
+        and y.dtype != torch.bool
+        and tuple(y.shape) == (out.shape[0], *out.shape[2:])
+    ):
         return "multiclass"
     return None
 
@@ -383,9 +480,30 @@ def _evaluate(model, loss_fn, val_data, budget, batch_size, device, kind_hint, m
     return res
 
 
-def _run_once(model, optimizer, loss_fn, train_data, *, val_data, lrs, mode, accumulation_steps, batch_size,
-              seed, ema_beta, diverge_factor, val_every, val_samples, val_batch_size, metrics, grad_scaler,
-              clip_grad_norm, device, progress, config) -> RangeTestResult:
+def _run_once(
+    model,
+    optimizer,
+    loss_fn,
+    train_data,
+    *,
+    val_data,
+    lrs,
+    mode,
+    accumulation_steps,
+    batch_size,
+    seed,
+    ema_beta,
+    diverge_factor,
+    val_every,
+    val_samples,
+    val_batch_size,
+    metrics,
+    grad_scaler,
+    clip_grad_norm,
+    device,
+    progress,
+    config,
+) -> RangeTestResult:
     _seed_all(seed)
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -467,8 +585,18 @@ def _run_once(model, optimizer, loss_fn, train_data, *, val_data, lrs, mode, acc
             for name in metric_fns:
                 point[f"train_{name}"] = extra[name] / max(n_seen, 1)
             if val_data is not None and (i % val_every == 0 or i == steps - 1):
-                point.update(_evaluate(model, loss_fn, val_data, val_samples, val_batch_size, device,
-                                       "auto" if metrics == "auto" else None, metric_fns))
+                point.update(
+                    _evaluate(
+                        model,
+                        loss_fn,
+                        val_data,
+                        val_samples,
+                        val_batch_size,
+                        device,
+                        "auto" if metrics == "auto" else None,
+                        metric_fns,
+                    )
+                )
             for key, v in point.items():
                 rec.setdefault(key, [math.nan] * i).append(v)
             for key in rec:
@@ -488,10 +616,14 @@ def _run_once(model, optimizer, loss_fn, train_data, *, val_data, lrs, mode, acc
         stop_lr = rec_lr[-1]
     cfg = dict(config, seed=int(seed), steps_done=n)
     return RangeTestResult(
-        lr=np.asarray(rec_lr, dtype=float), loss=np.asarray(rec_loss, dtype=float),
+        lr=np.asarray(rec_lr, dtype=float),
+        loss=np.asarray(rec_loss, dtype=float),
         smoothed_loss=np.asarray(rec_smooth, dtype=float),
         metrics={k: np.asarray(v[:n], dtype=float) for k, v in rec.items()},
-        stop_reason=stop_reason, stop_lr=stop_lr, config=cfg, elapsed_s=time.perf_counter() - t0,
+        stop_reason=stop_reason,
+        stop_lr=stop_lr,
+        config=cfg,
+        elapsed_s=time.perf_counter() - t0,
     )
 
 
@@ -550,7 +682,9 @@ def range_test(
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise ConfigError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        raise ConfigError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
     if not callable(loss_fn):
         raise ConfigError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     _check_ladder(start_lr, end_lr, steps, mode)
@@ -562,17 +696,27 @@ def range_test(
     if val_every is None:
         val_every = max(1, int(steps) // 50)
     val_every = _check_int("val_every", val_every, 1)
-    val_batch_size = _check_int("val_batch_size", val_batch_size if val_batch_size is not None
-                                else max(256, batch_size), 1)
+    val_batch_size = _check_int(
+        "val_batch_size", val_batch_size if val_batch_size is not None else max(256, batch_size), 1
+    )
     if not (isinstance(ema_beta, (int, float)) and 0.0 <= ema_beta < 1.0):
         raise ConfigError(f"ema_beta must be in [0, 1), got {ema_beta!r}")
-    if diverge_factor is not None and not (isinstance(diverge_factor, (int, float)) and diverge_factor > 1.0):
+    if diverge_factor is not None and not (
+        isinstance(diverge_factor, (int, float)) and diverge_factor > 1.0
+    ):
         raise ConfigError(f"diverge_factor must be > 1 or None, got {diverge_factor!r}")
-    if clip_grad_norm is not None and not (isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0):
+    if clip_grad_norm is not None and not (
+        isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0
+    ):
         raise ConfigError(f"clip_grad_norm must be > 0 or None, got {clip_grad_norm!r}")
-    if not (metrics is None or metrics == "auto" or (isinstance(metrics, Mapping)
-                                                     and all(callable(f) for f in metrics.values()))):
-        raise ConfigError("metrics must be 'auto', None, or a mapping of name -> fn(output, target)")
+    if not (
+        metrics is None
+        or metrics == "auto"
+        or (isinstance(metrics, Mapping) and all(callable(f) for f in metrics.values()))
+    ):
+        raise ConfigError(
+            "metrics must be 'auto', None, or a mapping of name -> fn(output, target)"
+        )
     if seeds is not None:
         seeds = [_check_int("seeds[]", s, 0) for s in seeds]
         if not seeds:
@@ -589,13 +733,20 @@ def range_test(
 
     lrs = lr_ladder(start_lr, end_lr, steps, mode)
     config = {
-        "start_lr": float(start_lr), "end_lr": float(end_lr), "steps": int(steps), "mode": mode,
-        "batch_size": batch_size if is_tensor_pair(train_data) else None, "accumulation_steps": accumulation_steps,
-        "ema_beta": float(ema_beta), "diverge_factor": None if diverge_factor is None else float(diverge_factor),
+        "start_lr": float(start_lr),
+        "end_lr": float(end_lr),
+        "steps": int(steps),
+        "mode": mode,
+        "batch_size": batch_size if is_tensor_pair(train_data) else None,
+        "accumulation_steps": accumulation_steps,
+        "ema_beta": float(ema_beta),
+        "diverge_factor": None if diverge_factor is None else float(diverge_factor),
         "val_every": val_every if val_data is not None else None,
         "val_samples": val_samples if val_data is not None else None,
-        "model": type(model).__name__, "optimizer": type(optimizer).__name__,
-        "optimizer_model": optimizer_model(optimizer), "device": str(device),
+        "model": type(model).__name__,
+        "optimizer": type(optimizer).__name__,
+        "optimizer_model": optimizer_model(optimizer),
+        "device": str(device),
     }
     runs: list[RangeTestResult] = []
     # One host copy of the state; every repeat starts from it, and it is put back at the end.
@@ -603,19 +754,46 @@ def range_test(
         for k, s in enumerate(seeds):
             if k:
                 restore_state(snapshot, model, optimizer, grad_scaler)
-            runs.append(_run_once(
-                model, optimizer, loss_fn, train_data, val_data=val_data, lrs=lrs, mode=mode,
-                accumulation_steps=accumulation_steps, batch_size=batch_size, seed=s, ema_beta=ema_beta,
-                diverge_factor=diverge_factor, val_every=val_every, val_samples=val_samples,
-                val_batch_size=val_batch_size, metrics=metrics, grad_scaler=grad_scaler,
-                clip_grad_norm=clip_grad_norm, device=device, progress=progress, config=config))
+            runs.append(
+                _run_once(
+                    model,
+                    optimizer,
+                    loss_fn,
+                    train_data,
+                    val_data=val_data,
+                    lrs=lrs,
+                    mode=mode,
+                    accumulation_steps=accumulation_steps,
+                    batch_size=batch_size,
+                    seed=s,
+                    ema_beta=ema_beta,
+                    diverge_factor=diverge_factor,
+                    val_every=val_every,
+                    val_samples=val_samples,
+                    val_batch_size=val_batch_size,
+                    metrics=metrics,
+                    grad_scaler=grad_scaler,
+                    clip_grad_norm=clip_grad_norm,
+                    device=device,
+                    progress=progress,
+                    config=config,
+                )
+            )
     first = runs[0]
     first.repeats = runs[1:]
     return first
 
 
-def repeat_range_test(model, optimizer, loss_fn, train_data, *, repeats: int = 5,
-                      seeds: Sequence[int] | None = None, **kwargs: Any) -> RangeTestResult:
+def repeat_range_test(
+    model,
+    optimizer,
+    loss_fn,
+    train_data,
+    *,
+    repeats: int = 5,
+    seeds: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> RangeTestResult:
     """``range_test`` over several seeds / data orders (``repeats`` runs, or one per ``seeds``);
     ``result.suggest()`` then reports the median bounds and their spread over the runs."""
     if seeds is None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ema", "centred_window", "local_linear", "rolling_std", "odd_window"]
+__all__ = ["centred_window", "ema", "local_linear", "odd_window", "rolling_std"]
 
 
 def ema(values, beta: float) -> np.ndarray:
@@ -91,9 +91,9 @@ def local_linear(values, window: int) -> np.ndarray:
     half = w // 2
     csum = np.concatenate([[0.0], np.cumsum(x)])
     out = np.empty(n)
-    out[half: n - half] = (csum[w:] - csum[:-w]) / w
+    out[half : n - half] = (csum[w:] - csum[:-w]) / w
     t = np.arange(w, dtype=float)
-    for seg, idx in ((x[:w], np.arange(half)), (x[n - w:], np.arange(w - half, w))):
+    for seg, idx in ((x[:w], np.arange(half)), (x[n - w :], np.arange(w - half, w))):
         slope, intercept = np.polyfit(t, seg, 1)
         out[idx + (0 if idx[0] < half else n - w)] = intercept + slope * t[idx]
     return out

@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["sgd_radius", "critical_product", "estimate_edge", "optimizer_model"]
+__all__ = ["critical_product", "estimate_edge", "optimizer_model", "sgd_radius"]
 
 
-def sgd_radius(a: float, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -> float:
+def sgd_radius(
+    a: float, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False
+) -> float:
     """Spectral radius of one SGD step on a quadratic direction with ``a = lr * curvature``."""
     mu = float(momentum)
     if mu == 0.0:
@@ -56,7 +58,9 @@ def _solve_increasing(f, target: float, lo: float, hi: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def critical_product(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -> float:
+def critical_product(
+    momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False
+) -> float:
     """The largest ``a = lr * curvature`` for which SGD is stable (``rho(a) <= 1``)."""
     mu = float(momentum)
     if mu == 0.0:
@@ -82,7 +86,9 @@ def optimizer_model(optimizer: Any) -> dict[str, Any] | None:
     }
 
 
-def estimate_edge(lr, loss, model: Mapping[str, Any] | None, *, min_ratio: float = 2.0) -> dict[str, Any] | None:
+def estimate_edge(
+    lr, loss, model: Mapping[str, Any] | None, *, min_ratio: float = 2.0
+) -> dict[str, Any] | None:
     """Estimate the largest stable learning rate from the blow-up at the end of a diverged test.
 
     ``lr[t]`` is the rate of optimizer step t and ``loss[t]`` the (raw) loss measured just before
@@ -110,6 +116,8 @@ def estimate_edge(lr, loss, model: Mapping[str, Any] | None, *, min_ratio: float
     at_lr = float(lr[-2])
     if at_lr <= 0:
         return None
-    a = _solve_increasing(lambda x: sgd_radius(x, mu, d, nest), rho, a_crit, 2.0 * a_crit + 2.0 * rho)
+    a = _solve_increasing(
+        lambda x: sgd_radius(x, mu, d, nest), rho, a_crit, 2.0 * a_crit + 2.0 * rho
+    )
     lam = a / at_lr
     return {"lr": a_crit / lam, "curvature": lam, "rho": rho, "at_lr": at_lr}

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["StateSnapshot", "preserved_state", "snapshot_state", "restore_state"]
+__all__ = ["StateSnapshot", "preserved_state", "restore_state", "snapshot_state"]
 
 
 def _to_host(obj: Any) -> Any:

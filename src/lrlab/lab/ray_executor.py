@@ -24,7 +24,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lrlab.errors import ConfigError, LrlabError, one_line
-from lrlab.lab.sweep import EXECUTORS, Outcome, TrialFn, default_workers, execute_trial, keep_in_flight
+from lrlab.lab.sweep import (
+    EXECUTORS,
+    Outcome,
+    TrialFn,
+    default_workers,
+    execute_trial,
+    keep_in_flight,
+)
 
 __all__ = ["RayExecutor", "make_ray_executor"]
 
@@ -106,7 +113,9 @@ class RayExecutor:
             try:
                 ray.init(**kwargs)
             except ConnectionError as exc:
-                raise LrlabError(f"ray: cannot connect to {self.address!r}: {one_line(exc)}") from None
+                raise LrlabError(
+                    f"ray: cannot connect to {self.address!r}: {one_line(exc)}"
+                ) from None
             self._started_ray = True
         if self.workers is None:
             if self._started_ray and self.address is None:

@@ -133,14 +133,18 @@ def _compare(values, base, stats):
             p_welch = 1.0 if x.mean() == y.mean() else math.nan
         else:
             p_welch = _p_value(stats.ttest_ind(x, y, equal_var=False))
-    seeds = sorted(s for s in values if s in base and math.isfinite(values[s]) and math.isfinite(base[s]))
+    seeds = sorted(
+        s for s in values if s in base and math.isfinite(values[s]) and math.isfinite(base[s])
+    )
     p_paired = math.nan
     if len(seeds) >= 2:
         d = np.array([values[s] - base[s] for s in seeds])
         if np.all(d == 0):
             p_paired = 1.0
         elif d.std() > 0:  # a constant non-zero difference has no t statistic
-            p_paired = _p_value(stats.ttest_rel([values[s] for s in seeds], [base[s] for s in seeds]))
+            p_paired = _p_value(
+                stats.ttest_rel([values[s] for s in seeds], [base[s] for s in seeds])
+            )
     return delta, p_welch, p_paired, len(seeds)
 
 
@@ -210,7 +214,11 @@ def build_report(store: Store, study: str) -> Report:
     adjusted = holm([r[1] for r in raw])
     for s, (delta, p_w, p_p, n_pairs), p_holm in zip(others, raw, adjusted):
         if not math.isfinite(p_w):
-            verdict = "n/a (needs >= 2 finished seeds on both sides)" if (s.n < 2 or len(base_final) < 2) else "n/a"
+            verdict = (
+                "n/a (needs >= 2 finished seeds on both sides)"
+                if (s.n < 2 or len(base_final) < 2)
+                else "n/a"
+            )
         elif p_holm < ALPHA:
             verdict = "better" if delta > 0 else "worse"
         else:
@@ -286,11 +294,19 @@ def table_rows(report: Report) -> list[dict[str, str]]:
         row["wall s"] = _pm(s.wall_time, 1, 1)
         c = s.comparison
         if c is None:
-            row.update({"Δ final vs baseline": "—", "p (Welch, Holm)": "—", "p (paired)": "—",
-                        "verdict": _verdict(s, report.baseline)})
+            row.update(
+                {
+                    "Δ final vs baseline": "—",
+                    "p (Welch, Holm)": "—",
+                    "p (paired)": "—",
+                    "verdict": _verdict(s, report.baseline),
+                }
+            )
         else:
             sign = "+" if c.delta >= 0 else ""
-            row["Δ final vs baseline"] = "—" if not math.isfinite(c.delta) else f"{sign}{100 * c.delta:.2f}"
+            row["Δ final vs baseline"] = (
+                "—" if not math.isfinite(c.delta) else f"{sign}{100 * c.delta:.2f}"
+            )
             row["p (Welch, Holm)"] = _p(c.p_welch_holm)
             row["p (paired)"] = _p(c.p_paired)
             row["verdict"] = c.verdict
@@ -327,8 +343,10 @@ def rich_table(report: Report):
         if prefix is None:
             continue
         columns.append(column)
-        title = TERMINAL_COLUMNS[prefix] + column[len(prefix):]
-        table.add_column(title, justify="left" if column in ("schedule", "verdict") else "right", no_wrap=True)
+        title = TERMINAL_COLUMNS[prefix] + column[len(prefix) :]
+        table.add_column(
+            title, justify="left" if column in ("schedule", "verdict") else "right", no_wrap=True
+        )
     styles = {"better": "green", "worse": "red"}
     for row in rows:
         table.add_row(*(row[c] for c in columns), style=styles.get(row["verdict"]))
@@ -352,11 +370,17 @@ def markdown(report: Report, images: dict[str, str] | None = None) -> str:
         f"- seeds: {', '.join(map(str, st['seeds']))}; baseline: `{report.baseline}`",
     ]
     if report.target is not None:
-        how = " (the baseline's mean final test accuracy)" if st.get("target_acc") == "baseline" else ""
+        how = (
+            " (the baseline's mean final test accuracy)"
+            if st.get("target_acc") == "baseline"
+            else ""
+        )
         lines.append(f"- target test accuracy: {100 * report.target:.2f}%{how}")
     lines += ["", "## Results", ""]
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join("---" if h in ("schedule", "verdict") else "---:" for h in header) + "|")
+    lines.append(
+        "|" + "|".join("---" if h in ("schedule", "verdict") else "---:" for h in header) + "|"
+    )
     lines += ["| " + " | ".join(r.values()) + " |" for r in rows]
     lines += [
         "",
@@ -422,14 +446,22 @@ def plot_lr_curves(report: Report, path: str | Path) -> None:
     names = [s.name for s in report.stats]
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False, sharex=True
+    )
     epochs = int(report.study["epochs"])
     for ax, name in zip(axes.flat, names):
         entry = report.study["schedules"][name]
         curve = _schedule_curve(entry, epochs)
         if curve is not None:
             per_epoch = int(entry["steps_per_epoch"]) == 1  # the LR changes only between epochs
-            ax.plot(curve[0], curve[1], lw=1.0, color="C0", drawstyle="steps-post" if per_epoch else "default")
+            ax.plot(
+                curve[0],
+                curve[1],
+                lw=1.0,
+                color="C0",
+                drawstyle="steps-post" if per_epoch else "default",
+            )
             ax.set_title(name, fontsize=10)
         else:
             for t in report.trials:
@@ -437,11 +469,17 @@ def plot_lr_curves(report: Report, path: str | Path) -> None:
                     # epoch e (from 1) ran from e - 1 to e at (mean) learning rate lr[e]
                     x = np.asarray(t.epochs["epoch"], dtype=float)
                     lr = np.asarray(t.epochs["lr"], dtype=float)
-                    ax.step(np.append(x - 1, x[-1]), np.append(lr, lr[-1]), where="post", lw=0.9, alpha=0.8)
+                    ax.step(
+                        np.append(x - 1, x[-1]),
+                        np.append(lr, lr[-1]),
+                        where="post",
+                        lw=0.9,
+                        alpha=0.8,
+                    )
             ax.set_title(f"{name} (recorded per epoch, each seed)", fontsize=10)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
@@ -500,7 +538,11 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.md``, ``lr_curves.png`` and ``val_acc.png`` into ``out_dir`` (each atomically:
     a temp file then ``os.replace``). Returns their paths by kind."""
     out = Path(out_dir)
-    paths = {"report": out / "report.md", "lr_curves": out / "lr_curves.png", "val_acc": out / "val_acc.png"}
+    paths = {
+        "report": out / "report.md",
+        "lr_curves": out / "lr_curves.png",
+        "val_acc": out / "val_acc.png",
+    }
     plot_lr_curves(report, paths["lr_curves"])
     plot_val_acc(report, paths["val_acc"])
     text = markdown(

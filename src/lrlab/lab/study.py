@@ -41,7 +41,7 @@ else:  # pragma: no cover
 PLACEHOLDERS = {
     "epochs": "number of training epochs",
     "steps_per_epoch": "schedule steps per epoch: optimizer iterations per epoch when the LR is "
-    "stepped per iteration (lr_interval = \"step\"), 1 when it is stepped per epoch",
+    'stepped per iteration (lr_interval = "step"), 1 when it is stepped per epoch',
     "total_steps": "epochs * steps_per_epoch: the horizon of a decaying schedule",
     "iterations_per_epoch": "optimizer iterations (mini-batches) per epoch, whatever lr_interval is",
     "total_iterations": "epochs * iterations_per_epoch",
@@ -142,10 +142,15 @@ def resolve_placeholders(value: Any, variables: Mapping[str, float], where: str 
             except ValueError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
         if "${" in value:
-            raise ConfigError(f"{where}: a placeholder must be the whole string, like \"${{total_steps}}\", got {value!r}")
+            raise ConfigError(
+                f'{where}: a placeholder must be the whole string, like "${{total_steps}}", got {value!r}'
+            )
         return value
     if isinstance(value, Mapping):
-        return {k: resolve_placeholders(v, variables, f"{where}.{k}" if where else k) for k, v in value.items()}
+        return {
+            k: resolve_placeholders(v, variables, f"{where}.{k}" if where else k)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [resolve_placeholders(v, variables, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
@@ -293,7 +298,10 @@ def _check_str(data: Mapping, key: str, where: str) -> str:
 def _check_keys(data: Mapping, allowed, where: str, what: str) -> None:
     for key in data:
         if key not in allowed:
-            raise _error(where, f"unknown {what} {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+            raise _error(
+                where,
+                f"unknown {what} {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
+            )
 
 
 def _check_optimizer(value: Any, where: str) -> dict:
@@ -307,7 +315,10 @@ def _check_optimizer(value: Any, where: str) -> dict:
 
 def _check_lr_interval(value: Any, where: str) -> str:
     if value not in LR_INTERVALS:
-        raise _error(where, f"lr_interval must be one of {', '.join(LR_INTERVALS)}{did_you_mean(str(value), LR_INTERVALS)}, got {value!r}")
+        raise _error(
+            where,
+            f"lr_interval must be one of {', '.join(LR_INTERVALS)}{did_you_mean(str(value), LR_INTERVALS)}, got {value!r}",
+        )
     return value
 
 
@@ -383,19 +394,26 @@ def parse_study(
         if raw_seeds < 1:
             raise _error(where, f"seeds must be a count >= 1 or a list of seeds, got {raw_seeds!r}")
         seed_list = tuple(range(raw_seeds))
-    elif isinstance(raw_seeds, list) and raw_seeds and all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw_seeds
+    elif (
+        isinstance(raw_seeds, list)
+        and raw_seeds
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw_seeds)
     ):
         if len(set(raw_seeds)) != len(raw_seeds):
             raise _error(where, f"seeds must not repeat, got {raw_seeds!r}")
         seed_list = tuple(raw_seeds)
     else:
-        raise _error(where, f"seeds must be a count >= 1 or a non-empty list of integers >= 0, got {raw_seeds!r}")
+        raise _error(
+            where,
+            f"seeds must be a count >= 1 or a non-empty list of integers >= 0, got {raw_seeds!r}",
+        )
 
     if "optimizer" in data:
         optimizer = _check_optimizer(data["optimizer"], where)
     else:
-        optimizer = _check_optimizer(TrialSpec.__dataclass_fields__["optimizer"].default_factory(), where)
+        optimizer = _check_optimizer(
+            TrialSpec.__dataclass_fields__["optimizer"].default_factory(), where
+        )
 
     data_dir = data.get("data_dir")
     if data_dir is not None:
@@ -413,7 +431,9 @@ def parse_study(
     for sname, table in tables.items():
         swhere = f"{where}: schedules.{sname}"
         if not _NAME.match(sname):
-            raise _error(where, f"schedule name {sname!r} must be letters, digits, '_', '-', '.', '+'")
+            raise _error(
+                where, f"schedule name {sname!r} must be letters, digits, '_', '-', '.', '+'"
+            )
         if not isinstance(table, Mapping):
             raise ConfigError(f"{swhere}: must be a table (a schedule config with a 'type' key)")
         config = {k: v for k, v in table.items() if k not in SCHEDULE_OVERRIDES}
@@ -430,11 +450,16 @@ def parse_study(
 
     baseline = data.get("baseline", next(iter(entries)))
     if baseline not in entries:
-        raise _error(where, f"baseline {baseline!r} is not a schedule of this study{did_you_mean(str(baseline), entries)}; allowed: {', '.join(entries)}")
+        raise _error(
+            where,
+            f"baseline {baseline!r} is not a schedule of this study{did_you_mean(str(baseline), entries)}; allowed: {', '.join(entries)}",
+        )
     target = data.get("target_acc")
     if target is not None and target != "baseline":
         if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1:
-            raise _error(where, f'target_acc must be a fraction in (0, 1] or "baseline", got {target!r}')
+            raise _error(
+                where, f'target_acc must be a fraction in (0, 1] or "baseline", got {target!r}'
+            )
         target = float(target)
 
     try:
@@ -514,7 +539,9 @@ def load_study(
         if not path.is_file():
             raise ConfigError(f"study file {text_name} does not exist")
         data = _read_toml(path.read_text(encoding="utf-8"), str(path))
-        return parse_study(data, source=str(path), name=path.stem, seeds=seeds, epochs=epochs, base_dir=path.parent)
+        return parse_study(
+            data, source=str(path), name=path.stem, seeds=seeds, epochs=epochs, base_dir=path.parent
+        )
     names = builtin_studies()
     if text_name not in names:
         raise ConfigError(

@@ -34,8 +34,9 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def keep_in_flight(specs: Iterable[Any], limit: int, in_flight: dict, submit: Callable,
-                   wait_any: Callable) -> Iterator[list]:
+def keep_in_flight(
+    specs: Iterable[Any], limit: int, in_flight: dict, submit: Callable, wait_any: Callable
+) -> Iterator[list]:
     """Submit ``specs`` keeping at most ``limit`` in flight; yield each batch of finished
     ``(spec, handle)`` pairs. ``in_flight`` (handle -> spec) is the caller's, so that it can
     cancel what is left, or drop it between batches when its backend broke."""
@@ -199,7 +200,9 @@ class LocalExecutor:
             return cf.wait(futures, return_when=cf.FIRST_COMPLETED)[0]
 
         try:
-            for finished in keep_in_flight(specs, self.workers, in_flight, self._submit, first_done):
+            for finished in keep_in_flight(
+                specs, self.workers, in_flight, self._submit, first_done
+            ):
                 broken = False
                 for spec, future in finished:
                     try:
@@ -383,7 +386,9 @@ def run_sweep(
 
     own_executor = executor is None
     if executor is None:
-        executor = make_executor("local", workers=workers, trial_fn=trial_fn, device=device, threads=threads)
+        executor = make_executor(
+            "local", workers=workers, trial_fn=trial_fn, device=device, threads=threads
+        )
     bar = None
     try:
         if progress and todo:

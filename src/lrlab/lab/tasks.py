@@ -351,7 +351,9 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"{path}: idx header says {dims} ({count * dtype.itemsize} bytes of data), "
             f"file has {len(raw) - header}"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    )
 
 
 def _find_file(folders: list[Path], stem: str) -> Path | None:

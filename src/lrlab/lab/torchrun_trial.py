@@ -35,8 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--spec", required=True, help="a TrialSpec as JSON (TrialSpec.to_dict())")
     parser.add_argument("--out", help="write the TrialResult JSON here (rank 0)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="auto: CUDA when available (nccl, GPU = LOCAL_RANK), else CPU (gloo)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="auto: CUDA when available (nccl, GPU = LOCAL_RANK), else CPU (gloo)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per rank")
     # for the tests: every rank writes DIR/rank<r>.json with its result and a weights checksum
     parser.add_argument("--dump-params", metavar="DIR", help=argparse.SUPPRESS)
@@ -87,13 +91,21 @@ def run(args: argparse.Namespace) -> int:
         dist.init_process_group("nccl" if use_cuda else "gloo")
     try:
         rank, world = rank_and_world()
-        result = train_trial(spec, device=device, threads=args.threads,
-                             keep_best_state=bool(args.dump_params))
+        result = train_trial(
+            spec, device=device, threads=args.threads, keep_best_state=bool(args.dump_params)
+        )
         if args.dump_params:
-            atomic_write_text(Path(args.dump_params) / f"rank{rank}.json", json.dumps({
-                "rank": rank, "world": world, "best_state_sha256": _checksum(result.best_state),
-                "result": result.to_dict(),
-            }))
+            atomic_write_text(
+                Path(args.dump_params) / f"rank{rank}.json",
+                json.dumps(
+                    {
+                        "rank": rank,
+                        "world": world,
+                        "best_state_sha256": _checksum(result.best_state),
+                        "result": result.to_dict(),
+                    }
+                ),
+            )
         if rank == 0:
             if args.out:
                 atomic_write_text(args.out, json.dumps(result.to_dict(), indent=2) + "\n")

@@ -94,7 +94,9 @@ def normalize_optimizer(config: Mapping[str, Any]) -> dict[str, Any]:
         if key == "type":
             continue
         if key == "lr":
-            raise ConfigError("optimizer.lr is not allowed: the learning rate comes from the schedule")
+            raise ConfigError(
+                "optimizer.lr is not allowed: the learning rate comes from the schedule"
+            )
         if key not in allowed:
             raise unknown_name_error(f"optimizer key for {kind!r}", key, allowed)
         out[key] = value
@@ -144,7 +146,9 @@ def _json_copy(value: Any, where: str) -> Any:
 
 
 def _int(value: Any, where: str, lo: int, hi: int | None = None) -> int:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+    ok = (
+        isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+    )
     if not ok or value < lo or (hi is not None and value >= hi):
         rng = f">= {lo}" + (f" and < {hi}" if hi is not None else "")
         raise ConfigError(f"{where} must be an integer {rng}, got {value!r}")
@@ -217,7 +221,9 @@ class TrialSpec:
         ]
         missing = [k for k in required if k not in d]
         if missing:
-            raise ConfigError(f"trial spec: missing required key(s) {', '.join(map(repr, missing))}")
+            raise ConfigError(
+                f"trial spec: missing required key(s) {', '.join(map(repr, missing))}"
+            )
         return cls(**dict(d))
 
     def canonical_json(self) -> str:
@@ -384,8 +390,9 @@ def _trial_environment(device: torch.device, threads: int | None) -> Iterator[No
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-             batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, float]:
+def evaluate(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE
+) -> tuple[float, float]:
     """``(mean cross-entropy, accuracy)`` of ``model`` on ``(x, y)``, in eval mode, batched."""
     if len(y) == 0:
         return math.nan, math.nan
@@ -425,8 +432,17 @@ class _EpochStats:
         return mean, lo, hi
 
 
-def _train_epoch(model, optimizer, sched, task, order: torch.Generator, spec: TrialSpec,
-                 check_each_step: bool, rank: int = 0, world: int = 1) -> _EpochStats:
+def _train_epoch(
+    model,
+    optimizer,
+    sched,
+    task,
+    order: torch.Generator,
+    spec: TrialSpec,
+    check_each_step: bool,
+    rank: int = 0,
+    world: int = 1,
+) -> _EpochStats:
     """One pass over the training set in a seeded random order; stops at a non-finite loss.
 
     With ``world > 1`` (``model`` wrapped in DDP) this rank trains on ``batch[rank::world]`` of
@@ -525,7 +541,9 @@ def train_trial(
         if task is None:
             task = load_task(spec.task, data_dir=spec.data_dir, device=dev)
         elif task.name != spec.task:
-            raise ConfigError(f"task: the spec says {spec.task!r} but the task given is {task.name!r}")
+            raise ConfigError(
+                f"task: the spec says {spec.task!r} but the task given is {task.name!r}"
+            )
         task = task.to(dev)
         if len(task.y_train) == 0:
             raise ConfigError(f"task {task.name!r} has an empty training set")
@@ -544,8 +562,9 @@ def train_trial(
         check_each_step = dev.type == "cpu" and world == 1  # ranks must stop together
         for epoch in range(1, spec.epochs + 1):
             t0 = time.perf_counter()
-            stats = _train_epoch(net, optimizer, sched, task, order, spec, check_each_step,
-                                 rank, world)
+            stats = _train_epoch(
+                net, optimizer, sched, task, order, spec, check_each_step, rank, world
+            )
             if world > 1:  # BatchNorm running statistics: rank 0's, as DDP's next forward would
                 _broadcast_buffers(model)
             lr_mean, lr_min, lr_max = stats.lr_summary()
@@ -555,7 +574,8 @@ def train_trial(
             finite = stats.finite and math.isfinite(loss_sum) and math.isfinite(val_loss)
             if world > 1:  # epoch sums over ranks; a non-finite loss on any rank stops them all
                 loss_sum, correct, seen, bad = _all_reduce_sum(
-                    [loss_sum, correct, seen, float(not finite)], dev)
+                    [loss_sum, correct, seen, float(not finite)], dev
+                )
                 finite = bad == 0
             train_loss = loss_sum / max(seen, 1)
             train_acc = correct / max(seen, 1)
@@ -576,8 +596,9 @@ def train_trial(
             records.append(record)
             if not diverged and val_loss < best["val_loss"]:
                 # RALR's Algorithm 1: keep the best-validation weights (host memory, a copy).
-                best.update(epoch=epoch, val_loss=val_loss, test_acc=test_acc,
-                            state=_cpu_state(model))
+                best.update(
+                    epoch=epoch, val_loss=val_loss, test_acc=test_acc, state=_cpu_state(model)
+                )
             if on_epoch is not None:
                 on_epoch(record)
             if diverged:

@@ -19,6 +19,16 @@ from lrlab.policies.policy import (
 from lrlab.policies.replay import Replay, load_metrics, replay
 
 __all__ = [
-    "PLATEAU_MODES", "STATE_VERSION", "THRESHOLD_MODES", "TRIGGER_KEYS", "TRIGGER_RULES",
-    "TRIGGERS", "Policy", "PolicyState", "Replay", "convergence_epoch", "load_metrics", "replay",
+    "PLATEAU_MODES",
+    "STATE_VERSION",
+    "THRESHOLD_MODES",
+    "TRIGGERS",
+    "TRIGGER_KEYS",
+    "TRIGGER_RULES",
+    "Policy",
+    "PolicyState",
+    "Replay",
+    "convergence_epoch",
+    "load_metrics",
+    "replay",
 ]

@@ -21,13 +21,18 @@ def convergence_epoch(acc: Sequence[float], tol: float = 0.009, window: int = 4)
     >>> convergence_epoch([0.5, 0.6, 0.7])
     3
     """
-    if not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0 and math.isfinite(tol)):
+    if not (
+        isinstance(tol, (int, float))
+        and not isinstance(tol, bool)
+        and tol > 0
+        and math.isfinite(tol)
+    ):
         raise ConfigError(f"convergence_epoch: tol must be a finite number > 0, got {tol!r}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ConfigError(f"convergence_epoch: window must be an integer >= 1, got {window!r}")
     values = [float(a) for a in acc]
     diffs = [abs(b - a) for a, b in zip(values, values[1:])]
     for i in range(len(diffs) - window + 1):
-        if sum(diffs[i:i + window]) < tol:
+        if sum(diffs[i : i + window]) < tol:
             return i
     return len(values)

@@ -43,8 +43,13 @@ TRIGGER_KEYS: dict[str, dict[str, Any]] = {
     "epoch": {},
     "cutoff": {"rate": 0.01, "cutoff": None, "shrink": 0.2},
     "oscillation": {"margin": 0.0, "patience": 0, "authors_bug": False},
-    "plateau": {"mode": "min", "threshold": 1e-4, "threshold_mode": "rel", "patience": 10,
-                "cooldown": 0},
+    "plateau": {
+        "mode": "min",
+        "threshold": 1e-4,
+        "threshold_mode": "rel",
+        "patience": 10,
+        "cooldown": 0,
+    },
 }
 _ALL_TRIGGER_KEYS = sorted({k for keys in TRIGGER_KEYS.values() for k in keys})
 
@@ -53,7 +58,7 @@ TRIGGER_RULES = {
     "cutoff": "advance when |v_t - v_(t-1)| < c, then c *= shrink; c0 = cutoff, or rate * |v_1|",
     "oscillation": "advance when v_t > v_(t-1) + margin for more than `patience` observations in a row",
     "plateau": "ReduceLROnPlateau: advance after more than `patience` observations without an "
-               "improvement beyond `threshold` (rel: threshold * |best|), then wait `cooldown`",
+    "improvement beyond `threshold` (rel: threshold * |best|), then wait `cooldown`",
 }
 
 
@@ -146,7 +151,7 @@ class Policy(Configurable):
         if (self.values is None) == (self.factor is None):
             raise ConfigError(
                 "policy: give exactly one of 'values' (a sequence config such as "
-                "{\"type\": \"sequence\", \"kind\": \"seq4\", \"lr\": 0.01}) or 'factor' (a number in (0, 1])"
+                '{"type": "sequence", "kind": "seq4", "lr": 0.01}) or \'factor\' (a number in (0, 1])'
             )
         if self.values is not None:
             check_schedule(self, "values")
@@ -155,7 +160,9 @@ class Policy(Configurable):
             check_schedule(self, "schedule")
         check_float(self, "lr0", lo=0, allow_none=True)
         if self.factor is not None and self.schedule is None and self.lr0 is None:
-            raise ConfigError("policy.lr0 is required with 'factor' and no 'schedule' (lr = lr0 * factor ** pops)")
+            raise ConfigError(
+                "policy.lr0 is required with 'factor' and no 'schedule' (lr = lr0 * factor ** pops)"
+            )
         if self.lr0 is not None and (self.values is not None or self.schedule is not None):
             raise ConfigError(
                 "policy.lr0 is only for 'factor' without a 'schedule'; the starting learning rate "
@@ -173,7 +180,9 @@ class Policy(Configurable):
         check_float(self, "rate", lo=0, lo_open=True, allow_none=True)
         check_float(self, "cutoff", lo=0, lo_open=True, allow_none=True)
         if self.rate is not None and self.cutoff is not None:
-            raise ConfigError("policy: give 'rate' (c0 = rate * |v_1|) or 'cutoff' (absolute c0), not both")
+            raise ConfigError(
+                "policy: give 'rate' (c0 = rate * |v_1|) or 'cutoff' (absolute c0), not both"
+            )
         check_float(self, "shrink", lo=0, lo_open=True, hi=1, allow_none=True)
         check_float(self, "margin", lo=0, allow_none=True)
         if self.authors_bug is not None and not isinstance(self.authors_bug, bool):
@@ -185,8 +194,10 @@ class Policy(Configurable):
         if self.threshold_mode is not None:
             check_choice(self, "threshold_mode", THRESHOLD_MODES)
         check_int(self, "cooldown", lo=0, allow_none=True)
-        opts = {k: (default if getattr(self, k) is None else getattr(self, k))
-                for k, default in allowed.items()}
+        opts = {
+            k: (default if getattr(self, k) is None else getattr(self, k))
+            for k, default in allowed.items()
+        }
         object.__setattr__(self, "_opts", opts)
 
     # ------------------------------------------------------------------ description
@@ -218,7 +229,9 @@ class Policy(Configurable):
         return _TRANSITIONS[self.trigger](self, state, m)
 
     def _observe_epoch(self, state: PolicyState, m: float) -> PolicyState:
-        return dataclasses.replace(state, observations=state.observations + 1, pops=state.pops + 1, last=m)
+        return dataclasses.replace(
+            state, observations=state.observations + 1, pops=state.pops + 1, last=m
+        )
 
     def _observe_cutoff(self, state: PolicyState, m: float) -> PolicyState:
         o, seen = self._opts, state.observations + 1
@@ -257,8 +270,15 @@ class Policy(Configurable):
         pops = state.pops
         if bad > o["patience"]:
             pops, cooldown, bad = pops + 1, o["cooldown"], 0
-        return dataclasses.replace(state, observations=state.observations + 1, last=m, best=best,
-                                   count=bad, cooldown=cooldown, pops=pops)
+        return dataclasses.replace(
+            state,
+            observations=state.observations + 1,
+            last=m,
+            best=best,
+            count=bad,
+            cooldown=cooldown,
+            pops=pops,
+        )
 
     def _improves(self, m: float, best: float) -> bool:
         o = self._opts
@@ -303,9 +323,13 @@ class Policy(Configurable):
             raise ConfigError(
                 f"policy state: saved by a {d.get('trigger')!r} policy, cannot load into a {self.trigger!r} policy"
             )
-        unknown = set(d) - {"version", "trigger"} - {f.name for f in dataclasses.fields(PolicyState)}
+        unknown = (
+            set(d) - {"version", "trigger"} - {f.name for f in dataclasses.fields(PolicyState)}
+        )
         if unknown:
-            raise ConfigError(f"policy state: unknown key(s) {', '.join(sorted(map(repr, unknown)))}")
+            raise ConfigError(
+                f"policy state: unknown key(s) {', '.join(sorted(map(repr, unknown)))}"
+            )
         kwargs: dict[str, Any] = {}
         for name in _STATE_INTS:
             value = d.get(name, 0)

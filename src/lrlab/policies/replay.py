@@ -37,7 +37,9 @@ def _is_policy(obj) -> bool:
     return hasattr(obj, "observe") and hasattr(obj, "initial_state")
 
 
-def replay(policy, metrics: Sequence[float], steps_per_epoch: int = 1, steps: int | None = None) -> Replay:
+def replay(
+    policy, metrics: Sequence[float], steps_per_epoch: int = 1, steps: int | None = None
+) -> Replay:
     """Feed ``metrics`` (one value per epoch) to ``policy`` as a training loop would.
 
     Each epoch runs ``steps_per_epoch`` steps at the current rate, then its metric is observed.
@@ -54,7 +56,11 @@ def replay(policy, metrics: Sequence[float], steps_per_epoch: int = 1, steps: in
         policy = from_config(policy)
     if not (_is_policy(policy) or isinstance(policy, Schedule)):
         raise ConfigError(f"replay: expected a policy or schedule (or its config), got {policy!r}")
-    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+    if (
+        isinstance(steps_per_epoch, bool)
+        or not isinstance(steps_per_epoch, int)
+        or steps_per_epoch < 1
+    ):
         raise ConfigError(f"--steps-per-epoch must be an integer >= 1, got {steps_per_epoch!r}")
     try:
         values = [float(m) for m in metrics]
@@ -95,7 +101,9 @@ def load_metrics(source: str) -> list[float]:
     else:
         path = Path(text)
         if not path.is_file():
-            raise ConfigError(f"--metrics {text!r}: no such file (expected a JSON list, one value per epoch)")
+            raise ConfigError(
+                f"--metrics {text!r}: no such file (expected a JSON list, one value per epoch)"
+            )
         raw = path.read_text()
     try:
         data = json.loads(raw)
@@ -109,7 +117,9 @@ def load_metrics(source: str) -> list[float]:
         else:
             lists = [v for v in data.values() if isinstance(v, list)]
             if len(lists) != 1:
-                raise ConfigError(f"--metrics {text!r}: expected a JSON list of numbers, got an object")
+                raise ConfigError(
+                    f"--metrics {text!r}: expected a JSON list of numbers, got an object"
+                )
             data = lists[0]
     if not isinstance(data, list) or not all(
         v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in data

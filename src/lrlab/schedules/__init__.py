@@ -4,7 +4,15 @@ Every schedule is a frozen dataclass registered under a config ``type``; ``from_
 ``Schedule.to_config`` convert to and from plain dicts (JSON / TOML). See ``lrlab schedules``.
 """
 
-from lrlab.schedules.base import NUMPY, REGISTRY, SCALAR, Configurable, Schedule, from_config, register
+from lrlab.schedules.base import (
+    NUMPY,
+    REGISTRY,
+    SCALAR,
+    Configurable,
+    Schedule,
+    from_config,
+    register,
+)
 from lrlab.schedules.basic import (
     Constant,
     Cosine,
@@ -23,9 +31,33 @@ from lrlab.schedules.ralr import RandomAmplify, ralr_paper
 from lrlab.schedules.sequences import SEQUENCE_KINDS, DecayingSequence
 
 __all__ = [
-    "NUMPY", "REGISTRY", "SCALAR", "Configurable", "Schedule", "from_config", "register",
-    "Constant", "Cosine", "CosineRestarts", "Exponential", "MultiStep", "Polynomial", "Step",
-    "paper_multistep", "Clamp", "Join", "Scale", "Warmup", "dump_config", "load_config",
-    "CYCLIC_MODES", "Cyclic", "KDECAY_FORMS", "KDecay", "RandomAmplify", "ralr_paper",
-    "SEQUENCE_KINDS", "DecayingSequence",
+    "CYCLIC_MODES",
+    "KDECAY_FORMS",
+    "NUMPY",
+    "REGISTRY",
+    "SCALAR",
+    "SEQUENCE_KINDS",
+    "Clamp",
+    "Configurable",
+    "Constant",
+    "Cosine",
+    "CosineRestarts",
+    "Cyclic",
+    "DecayingSequence",
+    "Exponential",
+    "Join",
+    "KDecay",
+    "MultiStep",
+    "Polynomial",
+    "RandomAmplify",
+    "Scale",
+    "Schedule",
+    "Step",
+    "Warmup",
+    "dump_config",
+    "from_config",
+    "load_config",
+    "paper_multistep",
+    "ralr_paper",
+    "register",
 ]

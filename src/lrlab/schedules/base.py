@@ -265,7 +265,11 @@ class Schedule(Configurable):
 
     def values(self, steps) -> np.ndarray:
         """Vectorised evaluation: ``steps`` is an int (0..steps-1) or an array of step counts."""
-        t = np.arange(steps, dtype=np.float64) if np.ndim(steps) == 0 else np.asarray(steps, np.float64)
+        t = (
+            np.arange(steps, dtype=np.float64)
+            if np.ndim(steps) == 0
+            else np.asarray(steps, np.float64)
+        )
         out = np.asarray(self.evaluate(t, NUMPY), dtype=np.float64)
         return np.array(np.broadcast_to(out, t.shape))
 

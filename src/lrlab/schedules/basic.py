@@ -224,4 +224,6 @@ class CosineRestarts(Schedule):
             n = ops.where(self._period_start(n) > t, n - 1, n)
         t_cur = t - self._period_start(n)
         length = self.period * mult**n
-        return self.end_lr + (self.lr - self.end_lr) * (1.0 + ops.cos(ops.pi * t_cur / length)) / 2.0
+        return (
+            self.end_lr + (self.lr - self.end_lr) * (1.0 + ops.cos(ops.pi * t_cur / length)) / 2.0
+        )

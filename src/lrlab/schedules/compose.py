@@ -39,14 +39,18 @@ class Join(Schedule):
         try:
             boundaries = tuple(int(b) for b in self.boundaries)
         except (TypeError, ValueError):
-            raise ConfigError(f"join.boundaries must be a list of integers, got {self.boundaries!r}") from None
+            raise ConfigError(
+                f"join.boundaries must be a list of integers, got {self.boundaries!r}"
+            ) from None
         if len(boundaries) != len(schedules) - 1:
             raise ConfigError(
                 f"join.boundaries must have len(schedules) - 1 = {len(schedules) - 1} entries, "
                 f"got {len(boundaries)}"
             )
         if any(b < 1 for b in boundaries) or list(boundaries) != sorted(set(boundaries)):
-            raise ConfigError(f"join.boundaries must be increasing integers >= 1, got {list(boundaries)}")
+            raise ConfigError(
+                f"join.boundaries must be increasing integers >= 1, got {list(boundaries)}"
+            )
         object.__setattr__(self, "schedules", schedules)
         object.__setattr__(self, "boundaries", boundaries)
 
@@ -145,7 +149,9 @@ class Clamp(Schedule):
         check_float(self, "min_lr", lo=0)
         check_float(self, "max_lr", lo=0, allow_none=True)
         if self.max_lr is not None and self.max_lr < self.min_lr:
-            raise ConfigError(f"clamp.max_lr must be >= clamp.min_lr, got {self.max_lr} < {self.min_lr}")
+            raise ConfigError(
+                f"clamp.max_lr must be >= clamp.min_lr, got {self.max_lr} < {self.min_lr}"
+            )
 
     @property
     def horizon(self):

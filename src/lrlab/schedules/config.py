@@ -32,7 +32,9 @@ def load_config(source: str | Path | dict) -> dict[str, Any]:
             raise ConfigError(f"inline config is not valid JSON: {exc}") from None
     path = Path(text)
     if not path.is_file():
-        raise ConfigError(f"config {text!r} is neither inline JSON nor an existing .json/.toml file")
+        raise ConfigError(
+            f"config {text!r} is neither inline JSON nor an existing .json/.toml file"
+        )
     try:
         if path.suffix.lower() == ".toml":
             return tomllib.loads(path.read_text())
@@ -43,7 +45,11 @@ def load_config(source: str | Path | dict) -> dict[str, Any]:
 
 def dump_config(config: dict[str, Any], path: str | Path) -> None:
     """Write ``config`` as JSON (or TOML for a ``.toml`` path, nested configs as tables)."""
-    text = _to_toml(config) if Path(path).suffix.lower() == ".toml" else json.dumps(config, indent=2) + "\n"
+    text = (
+        _to_toml(config)
+        if Path(path).suffix.lower() == ".toml"
+        else json.dumps(config, indent=2) + "\n"
+    )
     atomic_write_text(path, text)
 
 

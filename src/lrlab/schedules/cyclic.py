@@ -62,7 +62,9 @@ class Cyclic(Schedule):
         if self.mode == "triangular":
             scale = 1.0
         elif self.mode == "triangular2":
-            scale = 0.5 ** (cycle - 1)  # = 1 / 2 ** (cycle - 1) exactly, but underflows to 0 instead of overflowing
+            scale = 0.5 ** (
+                cycle - 1
+            )  # = 1 / 2 ** (cycle - 1) exactly, but underflows to 0 instead of overflowing
         else:
             scale = self.gamma**t
         return self.base_lr + (self.max_lr - self.base_lr) * h * scale

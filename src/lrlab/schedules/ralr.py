@@ -89,7 +89,9 @@ class RandomAmplify(Schedule):
         check_float(self, "low", lo=0)
         check_float(self, "high", lo=0)
         if self.low > self.high:
-            raise ConfigError(f"ralr.low must be <= ralr.high, got low={self.low} > high={self.high}")
+            raise ConfigError(
+                f"ralr.low must be <= ralr.high, got low={self.low} > high={self.high}"
+            )
         check_int(self, "period", lo=1)
         check_int(self, "seed", lo=0)
         if self.seed > _MASK:
@@ -110,8 +112,16 @@ class RandomAmplify(Schedule):
         return self.base.evaluate(t, ops) * self.factor(t, ops)
 
 
-def ralr_paper(total: int, *, steps_per_epoch: int = 1, lr: float = 0.1, seed: int = 0,
-               p: float = 0.5, low: float = 1.0, high: float = 3.0) -> RandomAmplify:
+def ralr_paper(
+    total: int,
+    *,
+    steps_per_epoch: int = 1,
+    lr: float = 0.1,
+    seed: int = 0,
+    p: float = 0.5,
+    low: float = 1.0,
+    high: float = 3.0,
+) -> RandomAmplify:
     """The paper's set-up: multi-step base (``lr``, x0.1 at 50% and 75% of ``total`` epochs),
     one draw per epoch. Steps are iterations when ``steps_per_epoch > 1``.
 

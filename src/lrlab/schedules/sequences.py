@@ -70,4 +70,3 @@ class DecayingSequence(Schedule):
 
     def evaluate(self, t, ops):
         return self._value(ops.floor(t / self.period) + 0.0, ops)
-
