@@ -81,31 +81,40 @@ def as_exportable(obj: Any, where: str = "schedule") -> Schedule:
 _SPLIT = 4096  # a step below 2**24 is a * 4096 + b with a, b < 2**12: 12-bit products are exact
 
 
-def _round_bits(x: float, bits: int = 12) -> float:
-    mantissa, exponent = math.frexp(x)
-    return math.ldexp(round(mantissa * 2**bits) / 2**bits, exponent)
+def _split3(x: float) -> tuple[float, float, float]:
+    """``x`` as ``hi + mid + lo``: two 12-bit parts (exact in products with 12-bit integers)
+    and a remainder 2**-24 times smaller."""
+    parts = []
+    for _ in range(2):
+        mantissa, exponent = math.frexp(x - sum(parts))
+        parts.append(math.ldexp(round(mantissa * 4096) / 4096, exponent))
+    return parts[0], parts[1], x - parts[0] - parts[1]
 
 
-def split_power(base: float, exponent, ops):
-    """``base ** exponent`` for an integer-valued ``exponent``, to a few float32 ulps.
+def split_power(base: float, exponent, ops, pow2):
+    """``base ** exponent`` for an integer-valued ``exponent`` to a few float32 ulps
+    (``pow2(k)``: an exact ``2.0 ** k`` for integer-valued ``k``).
 
-    The argument of ``exp`` is ``t * log(base)``; rounding ``log(base)`` to float32 alone makes a
-    relative error of ``|t * log(base)| * 6e-8`` (0.2% at gamma 0.99994, t = 1e5). So ``log`` is
-    taken in float64 and split, ``t = a * 4096 + b`` likewise, and the large part ``a * C_hi``
-    is an exact float32 product: ``exp(a * C_hi) * exp(b * L_hi + a * C_lo + b * L_lo)``.
+    ``exp(t * log(base))`` in float32 is off by ``|t * log(base)| * 6e-8`` relative (2% at
+    gamma 0.99994, t = 1e6): the argument of ``exp`` is rounded. Here ``log2(base)`` is taken in
+    float64 and split, ``t = a * 4096 + b`` likewise, so that ``t * log2(base)`` is a sum of exact
+    float32 products; their integer parts ``k`` go to ``pow2(k)`` and only the fractional rest
+    ``r`` in [0, 5) to ``exp(r * ln 2)``.
     """
     if base == 0.0:
         return ops.where(exponent == 0, 1.0, 0.0)
-    log_base = math.log(base)
-    if log_base == 0.0:
+    log2_base = math.log2(base)
+    if log2_base == 0.0:
         return 1.0 + 0.0 * exponent
-    big = _SPLIT * log_base
-    big_hi, small_hi = _round_bits(big), _round_bits(log_base)
-    big_lo, small_lo = big - big_hi, log_base - small_hi
     a = ops.floor_div(exponent, _SPLIT)
     b = exponent - a * _SPLIT
-    rest = b * small_hi + (a * big_lo + b * small_lo)
-    return ops.minimum(ops.exp(a * big_hi) * ops.exp(rest), ops.huge)
+    big, small = _split3(_SPLIT * log2_base), _split3(log2_base)
+    exact = (a * big[0], a * big[1], b * small[0], b * small[1])
+    whole = [ops.floor(x) for x in exact]
+    rest = (exact[0] - whole[0]) + (exact[1] - whole[1]) + (exact[2] - whole[2])
+    rest = rest + (exact[3] - whole[3]) + (a * big[2] + b * small[2])
+    scale = pow2((whole[0] + whole[1]) + (whole[2] + whole[3]))
+    return ops.minimum(ops.exp(rest * math.log(2.0)) * scale, ops.huge)
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,7 +175,8 @@ class JaxOps:
         return exact_floor_div(t, n, self)
 
     def power(self, base, exponent):
-        return split_power(base, self.jnp.asarray(exponent).astype(self.float_dtype), self)
+        exponent = self.jnp.asarray(exponent).astype(self.float_dtype)
+        return split_power(base, exponent, self, lambda k: self.jnp.power(2.0, k))
 
     def uniform(self, index, key):
         x = self.jnp.asarray(index).astype(self.jnp.uint32)
@@ -264,7 +274,8 @@ class KerasOps:
         return exact_floor_div(t, n, self)
 
     def power(self, base, exponent):
-        return split_power(base, self.kops.cast(exponent, self.float_dtype), self)
+        exponent = self.kops.cast(exponent, self.float_dtype)
+        return split_power(base, exponent, self, lambda k: self.kops.power(2.0, k))
 
     def uniform(self, index, key):
         return hash_uniform(self.kops.cast(index, "uint32"), key, self._u32)
