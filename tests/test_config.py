@@ -6,22 +6,21 @@ import pytest
 
 import lrlab
 from lrlab.errors import ConfigError
+from lrlab.schedules import EXAMPLES as CANONICAL
 from lrlab.schedules import REGISTRY, dump_config, from_config, load_config
 
+# the canonical example of every type, plus variants that exercise other fields
 EXAMPLES = [
-    {"type": "constant", "lr": 0.1},
+    *CANONICAL.values(),
     {"type": "step", "lr": 0.1, "step_size": 30, "gamma": 0.1},
-    {"type": "multistep", "lr": 0.1, "milestones": [150, 225], "gamma": 0.1},
-    {"type": "exponential", "lr": 0.1, "gamma": 0.99},
-    {"type": "polynomial", "lr": 0.1, "total": 1000, "end_lr": 0.001, "power": 2.0},
-    {"type": "cosine", "lr": 0.1, "total": 1000, "end_lr": 0.0},
     {"type": "cosine_restarts", "lr": 0.1, "period": 10, "end_lr": 0.0, "period_mult": 2.0},
     {
-        "type": "cyclic",
-        "mode": "triangular2",
-        "base_lr": 0.001,
-        "max_lr": 0.006,
-        "step_size_up": 2000,
+        "type": "cosine_restarts",
+        "lr": 0.1,
+        "period": 3,
+        "period_mult": 1.8,
+        "restart_decay": 0.5,
+        "max_restarts": 3,
     },
     {
         "type": "cyclic",
@@ -43,31 +42,14 @@ EXAMPLES = [
     },
     {
         "type": "kdecay",
-        "base": {"type": "cosine", "lr": 0.1, "total": 100},
-        "k": 1.5,
-        "form": "warp",
-    },
-    {
-        "type": "kdecay",
         "base": {"type": "polynomial", "lr": 0.1, "total": 100},
         "k": 2,
         "form": "additive",
     },
-    {"type": "sequence", "kind": "seq4", "lr": 0.01},
     {"type": "sequence", "kind": "seq3", "lr": 0.01, "period": 40, "length": 50},
-    {
-        "type": "join",
-        "schedules": [{"type": "constant", "lr": 0.01}, {"type": "cosine", "lr": 0.1, "total": 90}],
-        "boundaries": [10],
-    },
-    {"type": "warmup", "steps": 100, "base": {"type": "cosine", "lr": 0.1, "total": 900}},
-    {"type": "scale", "factor": 0.5, "base": {"type": "constant", "lr": 0.1}},
-    {
-        "type": "clamp",
-        "min_lr": 0.001,
-        "max_lr": 0.05,
-        "base": {"type": "exponential", "lr": 0.1, "gamma": 0.9},
-    },
+    {"type": "onecycle", "max_lr": 0.1, "total_steps": 100, "three_phase": True},
+    {"type": "wsd", "lr": 0.1, "total": 100, "decay_steps": 10, "decay": "1-sqrt"},
+    {"type": "inverse_sqrt", "lr": 0.1, "warmup_steps": 10, "timescale": 100},
 ]
 
 

@@ -26,6 +26,7 @@ import lrlab
 from lrlab.errors import ConfigError
 from lrlab.export import as_exportable, to_keras, to_optax
 from lrlab.schedules import (
+    EXAMPLES,
     Constant,
     Cosine,
     CosineRestarts,
@@ -38,9 +39,10 @@ from lrlab.schedules import (
     Polynomial,
     RandomAmplify,
     Step,
+    from_config,
     ralr_paper,
 )
-from lrlab.schedules.base import REGISTRY
+from lrlab.schedules.base import REGISTRY, NumpyOps
 
 STEPS = 5000
 EPS32 = 2.0**-24
@@ -74,6 +76,12 @@ SCHEDULES = {
     "warmup": Cosine(lr=0.1, total=4000).with_warmup(500),
     "scale": 2.0 * Cyclic(base_lr=1e-3, max_lr=6e-3, step_size_up=200),
     "clamp": Cyclic(base_lr=0.0, max_lr=6e-3, step_size_up=200).clamped(1e-3, 5e-3),
+    "cosine_restarts_mult1.8_decay": CosineRestarts(
+        lr=0.1, period=30, period_mult=1.8, restart_decay=0.7, max_restarts=4
+    ),
+    "exponential_slow": Exponential(lr=0.1, gamma=0.99994),
+    # the canonical example of every type
+    **{f"example_{name}": from_config(config) for name, config in EXAMPLES.items()},
 }
 POLICY = {"type": "policy", "trigger": "plateau", "factor": 0.5, "lr0": 0.1, "patience": 2}
 
@@ -95,17 +103,28 @@ class Float32NumpyOps:
     floor, exp, log, cos, sqrt = map(staticmethod, (np.floor, np.exp, np.log, np.cos, np.sqrt))
     minimum, maximum, where, clip = map(staticmethod, (np.minimum, np.maximum, np.where, np.clip))
 
+    huge = float(np.finfo(np.float32).max)
+
     @staticmethod
     def count_le(boundaries, t):
         return np.searchsorted(np.asarray(boundaries, np.float32), t, side="right")
 
     @staticmethod
-    def to_uint32(x):
-        return np.asarray(x).astype(np.uint32)
+    def take(table, index):
+        return np.asarray(table, np.float32)[np.asarray(index).astype(np.int64)]
 
     @staticmethod
-    def to_float(x):
-        return np.asarray(x).astype(np.float32)
+    def floor_div(t, n):
+        return np.floor_divide(t, np.float32(n))
+
+    @staticmethod
+    def power(base, exponent):
+        with np.errstate(over="ignore"):
+            return np.minimum(np.power(np.float32(base), exponent), np.float32(3.4e38))
+
+    @staticmethod
+    def uniform(index, key):
+        return NumpyOps.uniform(index, key).astype(np.float32)
 
 
 def _float32_bound(schedule, ref):

@@ -10,10 +10,7 @@ from lrlab.schedules import Schedule, dump_config, from_config, load_config
 
 __version__ = "0.1.0"
 
-try:  # the policies register their config types into the same registry
-    from lrlab import policies
-except ImportError:  # pragma: no cover - while the policies layer is being written
-    policies = None
+from lrlab import policies  # noqa: F401 - registers the policy config types in the registry
 
 __all__ = [
     "ConfigError",

@@ -1,15 +1,23 @@
-"""The classic schedules: constant, step, multistep, exponential, polynomial, cosine, restarts.
+"""The classic schedules: constant, step, multistep, exponential, polynomial, cosine.
 
 Where torch has the schedule, the value at step ``t`` equals the torch scheduler's after ``t``
-calls of ``step()`` (its closed form), which the tests check.
+calls of ``step()`` (its closed form), which the tests check. A ``gamma`` above 1 (growth) is
+accepted: the rate then saturates at the largest finite float instead of overflowing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from lrlab.errors import ConfigError
-from lrlab.schedules.base import Schedule, check_float, check_int, register
+from lrlab.schedules.base import (
+    Schedule,
+    check_float,
+    check_int,
+    check_steps,
+    register,
+    saturate,
+)
 
 
 @register("constant")
@@ -20,6 +28,8 @@ class Constant(Schedule):
     >>> Constant(lr=0.1)(12345)
     0.1
     """
+
+    example: ClassVar[dict[str, Any]] = {"type": "constant", "lr": 0.1}
 
     lr: float
 
@@ -40,6 +50,8 @@ class Step(Schedule):
     [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]
     """
 
+    example: ClassVar[dict[str, Any]] = {"type": "step", "lr": 0.1, "step_size": 30, "gamma": 0.5}
+
     lr: float
     step_size: int
     gamma: float = 0.1
@@ -50,7 +62,7 @@ class Step(Schedule):
         check_float(self, "gamma", lo=0)
 
     def evaluate(self, t, ops):
-        return self.lr * self.gamma ** ops.floor(t / self.step_size)
+        return saturate(self.lr * ops.power(self.gamma, ops.floor_div(t, self.step_size)), ops)
 
 
 @register("multistep")
@@ -63,6 +75,13 @@ class MultiStep(Schedule):
     [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
     """
 
+    example: ClassVar[dict[str, Any]] = {
+        "type": "multistep",
+        "lr": 0.1,
+        "milestones": [150, 225],
+        "gamma": 0.1,
+    }
+
     lr: float
     milestones: tuple[int, ...]
     gamma: float = 0.1
@@ -70,20 +89,10 @@ class MultiStep(Schedule):
     def __post_init__(self):
         check_float(self, "lr", lo=0)
         check_float(self, "gamma", lo=0)
-        try:
-            milestones = tuple(int(m) for m in self.milestones)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"multistep.milestones must be a list of integers >= 0, got {self.milestones!r}"
-            ) from None
-        if any(m < 0 for m in milestones) or list(milestones) != sorted(milestones):
-            raise ConfigError(
-                f"multistep.milestones must be non-negative and sorted, got {list(milestones)}"
-            )
-        object.__setattr__(self, "milestones", milestones)
+        check_steps(self, "milestones", strict=False)  # a repeated milestone decays twice
 
     def evaluate(self, t, ops):
-        return self.lr * self.gamma ** ops.count_le(self.milestones, t)
+        return saturate(self.lr * ops.power(self.gamma, ops.count_le(self.milestones, t)), ops)
 
 
 def paper_multistep(total: int, lr: float = 0.1, steps_per_epoch: int = 1) -> MultiStep:
@@ -108,6 +117,8 @@ class Exponential(Schedule):
     0.125
     """
 
+    example: ClassVar[dict[str, Any]] = {"type": "exponential", "lr": 0.1, "gamma": 0.98}
+
     lr: float
     gamma: float
 
@@ -116,7 +127,7 @@ class Exponential(Schedule):
         check_float(self, "gamma", lo=0)
 
     def evaluate(self, t, ops):
-        return self.lr * self.gamma**t
+        return saturate(self.lr * ops.power(self.gamma, t), ops)
 
 
 @register("polynomial")
@@ -130,6 +141,14 @@ class Polynomial(Schedule):
     >>> [p(t) for t in range(6)]
     [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
     """
+
+    example: ClassVar[dict[str, Any]] = {
+        "type": "polynomial",
+        "lr": 0.1,
+        "end_lr": 0.001,
+        "total": 200,
+        "power": 2.0,
+    }
 
     lr: float
     total: int
@@ -164,6 +183,8 @@ class Cosine(Schedule):
     [1.0, 0.853553390593, 0.5, 0.146446609407, 0.0]
     """
 
+    example: ClassVar[dict[str, Any]] = {"type": "cosine", "lr": 0.1, "end_lr": 0.001, "total": 200}
+
     lr: float
     total: int
     end_lr: float = 0.0
@@ -180,50 +201,3 @@ class Cosine(Schedule):
     def evaluate(self, t, ops):
         x = ops.clip(t / self.total, 0.0, 1.0)
         return self.end_lr + (self.lr - self.end_lr) * (1.0 + ops.cos(ops.pi * x)) / 2.0
-
-
-@register("cosine_restarts")
-@dataclass(frozen=True)
-class CosineRestarts(Schedule):
-    """SGDR: cosine from ``lr`` to ``end_lr`` over ``period`` steps, then restart; each period is
-    ``period_mult`` times the last (torch ``CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)``).
-
-    With ``n`` the index of the current period, ``start_n = period * (mult**n - 1) / (mult - 1)``
-    (``period * n`` when ``mult == 1``), ``T_n = period * mult**n`` and ``t_cur = t - start_n``:
-    ``lr(t) = end_lr + (lr - end_lr) * (1 + cos(pi * t_cur / T_n)) / 2``.
-
-    >>> s = CosineRestarts(lr=1.0, period=2, period_mult=2)
-    >>> [s(t) for t in range(8)]
-    [1.0, 0.5, 1.0, 0.8535533905932737, 0.5, 0.14644660940672627, 1.0, 0.9619397662556434]
-    """
-
-    lr: float
-    period: int
-    end_lr: float = 0.0
-    period_mult: float = 1.0
-
-    def __post_init__(self):
-        check_float(self, "lr", lo=0)
-        check_float(self, "end_lr", lo=0)
-        check_int(self, "period", lo=1)
-        check_float(self, "period_mult", lo=1)
-
-    def _period_start(self, n):
-        if self.period_mult == 1.0:
-            return self.period * n
-        return self.period * (self.period_mult**n - 1.0) / (self.period_mult - 1.0)
-
-    def evaluate(self, t, ops):
-        mult = self.period_mult
-        if mult == 1.0:
-            n = ops.floor(t / self.period)
-        else:
-            n = ops.floor(ops.log(t / self.period * (mult - 1.0) + 1.0) / ops.log(mult))
-            # the logarithm can land a hair below an integer at a period boundary: correct it
-            n = ops.where(self._period_start(n + 1) <= t, n + 1, n)
-            n = ops.where(self._period_start(n) > t, n - 1, n)
-        t_cur = t - self._period_start(n)
-        length = self.period * mult**n
-        return (
-            self.end_lr + (self.lr - self.end_lr) * (1.0 + ops.cos(ops.pi * t_cur / length)) / 2.0
-        )

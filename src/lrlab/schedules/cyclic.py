@@ -1,19 +1,27 @@
-"""CLR: cyclical learning rates (Smith 2017), the three policies of the paper."""
+"""CLR: cyclical learning rates (Smith, arXiv:1506.01186), the three policies of the paper."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from lrlab.errors import ConfigError
-from lrlab.schedules.base import Schedule, check_choice, check_float, check_int, register
+from lrlab.schedules.base import (
+    Schedule,
+    check_choice,
+    check_float,
+    check_int,
+    check_order,
+    register,
+)
 
+#: The CLR policies, in one place (the range test and the CLI use this tuple too).
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 
 
 @register("cyclic")
 @dataclass(frozen=True)
 class Cyclic(Schedule):
-    """Cyclical learning rate, per iteration ``t`` (METHODS.md section 1)::
+    """Cyclical learning rate, per iteration ``t`` (Smith, arXiv:1506.01186, section 3.1)::
 
         total = up + down ; ratio = up / total
         cycle = floor(1 + t / total) ; s = 1 + t / total - cycle
@@ -24,6 +32,7 @@ class Cyclic(Schedule):
     The same arithmetic as ``torch.optim.lr_scheduler.CyclicLR(..., cycle_momentum=False)``.
     ``step_size_down`` defaults to ``step_size_up`` (a symmetric triangle).
 
+    >>> from lrlab.schedules import Cyclic
     >>> c = Cyclic(base_lr=1.0, max_lr=5.0, step_size_up=4)
     >>> [c(t) for t in range(11)]
     [1.0, 2.0, 3.0, 4.0, 5.0, 4.0, 3.0, 2.0, 1.0, 2.0, 3.0]
@@ -31,6 +40,15 @@ class Cyclic(Schedule):
     >>> [c2(t) for t in range(7)]
     [0.0, 1.0, 0.0, 0.5, 0.0, 0.25, 0.0]
     """
+
+    example: ClassVar[dict[str, Any]] = {
+        "type": "cyclic",
+        "mode": "triangular2",
+        "base_lr": 0.001,
+        "max_lr": 0.006,
+        "step_size_up": 20,
+        "step_size_down": 30,
+    }
 
     base_lr: float
     max_lr: float
@@ -42,10 +60,7 @@ class Cyclic(Schedule):
     def __post_init__(self):
         check_float(self, "base_lr", lo=0)
         check_float(self, "max_lr", lo=0)
-        if self.max_lr < self.base_lr:
-            raise ConfigError(
-                f"cyclic.max_lr must be >= cyclic.base_lr, got max_lr={self.max_lr} < base_lr={self.base_lr}"
-            )
+        check_order(self, "base_lr", "max_lr")
         check_int(self, "step_size_up", lo=1)
         if self.step_size_down is None:
             object.__setattr__(self, "step_size_down", self.step_size_up)
@@ -54,7 +69,7 @@ class Cyclic(Schedule):
         check_float(self, "gamma", lo=0, lo_open=True, hi=1)
 
     def evaluate(self, t, ops):
-        total = float(self.step_size_up + self.step_size_down)
+        total = float(self.step_size_up + (self.step_size_down or 0))  # set in __post_init__
         ratio = self.step_size_up / total
         cycle = ops.floor(1 + t / total)
         s = 1.0 + t / total - cycle
@@ -62,9 +77,8 @@ class Cyclic(Schedule):
         if self.mode == "triangular":
             scale = 1.0
         elif self.mode == "triangular2":
-            scale = 0.5 ** (
-                cycle - 1
-            )  # = 1 / 2 ** (cycle - 1) exactly, but underflows to 0 instead of overflowing
+            # = 1 / 2 ** (cycle - 1), but underflows to 0 where torch's form overflows
+            scale = ops.power(0.5, cycle - 1)
         else:
-            scale = self.gamma**t
+            scale = ops.power(self.gamma, t)
         return self.base_lr + (self.max_lr - self.base_lr) * h * scale

@@ -1,35 +1,38 @@
-"""RALR: random amplification of a base schedule (METHODS.md section 2).
+"""RALR: random amplification of a base schedule (Deng et al., doi:10.3390/app12010268).
 
 The random numbers are a pure function of ``(seed, draw index, stream)``: an integer hash, not an
 RNG with state. Every rank and every resumed run computes the same factor for the same draw, and
-there is nothing to checkpoint.
+there is nothing to checkpoint. The hash itself is the :meth:`~lrlab.schedules.base.Ops.uniform`
+primitive, so every backend computes it in its own unsigned 32-bit arithmetic.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from lrlab.errors import ConfigError
-from lrlab.schedules.base import SCALAR, Schedule, check_float, check_int, check_schedule, register
+from lrlab.schedules.base import (
+    MASK32,
+    SCALAR,
+    Schedule,
+    check_float,
+    check_int,
+    check_order,
+    check_schedule,
+    mix32,
+    register,
+    saturate,
+)
+from lrlab.schedules.base import _PyUInt32 as _PY
 
-_MASK = 0xFFFFFFFF
 _STREAM_DECIDE = 0x2545F491
 _STREAM_FACTOR = 0x9E3779B9
 
 
-def _mix32(x):
-    """A 32-bit avalanche hash (lowbias32); works on Python ints and uint32 arrays alike."""
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & _MASK
-    x = x ^ (x >> 15)
-    x = (x * 0x846CA68B) & _MASK
-    return x ^ (x >> 16)
-
-
 @functools.lru_cache(maxsize=256)
 def _stream_key(seed: int, stream: int) -> int:
-    return _mix32((seed * 0x9E3779B1 + stream) & _MASK)
+    return mix32((seed * 0x9E3779B1 + stream) & MASK32, _PY)
 
 
 def uniform(seed: int, index, stream: int, ops):
@@ -41,10 +44,7 @@ def uniform(seed: int, index, stream: int, ops):
     >>> uniform(0, 7, _STREAM_DECIDE, SCALAR) == uniform(0, 7, _STREAM_DECIDE, SCALAR)
     True
     """
-    key = _stream_key(seed, stream)
-    x = _mix32(ops.to_uint32(index) ^ key)
-    x = _mix32(x ^ ((key * 0x85EBCA6B) & _MASK))
-    return ops.to_float(x >> 8) * (1.0 / 16777216.0)
+    return ops.uniform(index, _stream_key(seed, stream))
 
 
 def _factor(seed, draw, p, low, high, ops):
@@ -61,20 +61,32 @@ def _scalar_factor(seed, draw, p, low, high):
 @register("ralr")
 @dataclass(frozen=True)
 class RandomAmplify(Schedule):
-    """Random amplification around ``base``. With ``e = floor(t / period)`` the draw index
-    (an epoch when ``period`` is the number of steps per epoch)::
+    """Random amplification around ``base`` (Deng et al., doi:10.3390/app12010268, Algorithm 1).
+    With ``e = floor(t / period)`` the draw index (an epoch when ``period`` is the number of steps
+    per epoch)::
 
         lr(t) = base(t) * u_e   if r_e < p,   u_e ~ Uniform(low, high)
         lr(t) = base(t)         otherwise
 
     ``r_e`` and ``u_e`` are pure functions of ``(seed, e)``. The factor is constant within a
     period and never carries into the next one; ``p = 0`` never amplifies, ``p = 1`` always does.
+    Draw indices wrap modulo 2**32 (after 2**32 periods the draws repeat).
 
-    >>> from lrlab.schedules.basic import Constant
+    >>> from lrlab.schedules import Constant, RandomAmplify
     >>> r = RandomAmplify(base=Constant(lr=0.1), p=1.0, low=2.0, high=2.0)
     >>> round(r(5), 12)
     0.2
     """
+
+    example: ClassVar[dict[str, Any]] = {
+        "type": "ralr",
+        "base": {"type": "multistep", "lr": 0.1, "milestones": [150, 225]},
+        "p": 0.5,
+        "low": 1.0,
+        "high": 3.0,
+        "period": 1,
+        "seed": 0,
+    }
 
     base: Schedule
     p: float = 0.5
@@ -88,14 +100,9 @@ class RandomAmplify(Schedule):
         check_float(self, "p", lo=0, hi=1)
         check_float(self, "low", lo=0)
         check_float(self, "high", lo=0)
-        if self.low > self.high:
-            raise ConfigError(
-                f"ralr.low must be <= ralr.high, got low={self.low} > high={self.high}"
-            )
+        check_order(self, "low", "high")
         check_int(self, "period", lo=1)
-        check_int(self, "seed", lo=0)
-        if self.seed > _MASK:
-            raise ConfigError(f"ralr.seed must be an integer in [0, {_MASK}], got {self.seed}")
+        check_int(self, "seed", lo=0, hi=MASK32)
 
     @property
     def horizon(self):
@@ -103,13 +110,13 @@ class RandomAmplify(Schedule):
 
     def factor(self, t, ops):
         """The amplification factor at step(s) ``t`` (1.0 where the draw says no)."""
-        draw = ops.floor(t / self.period)
+        draw = ops.floor_div(t, self.period)
         if ops is SCALAR:  # a draw lasts a whole period: reuse it rather than hash every step
             return _scalar_factor(self.seed, draw, self.p, self.low, self.high)
         return _factor(self.seed, draw, self.p, self.low, self.high, ops)
 
     def evaluate(self, t, ops):
-        return self.base.evaluate(t, ops) * self.factor(t, ops)
+        return saturate(self.base.evaluate(t, ops) * self.factor(t, ops), ops)
 
 
 def ralr_paper(

@@ -1,8 +1,10 @@
-"""The decaying sequences of the learning-rate investigation (METHODS.md section 3)."""
+"""The decaying sequences of "Learning Rate Investigation" (Yang & Huang, University of
+Minnesota, 2019): one value per pop, popped once per period (an epoch)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from lrlab.schedules.base import SCALAR, Schedule, check_choice, check_float, check_int, register
 
@@ -25,12 +27,15 @@ class DecayingSequence(Schedule):
     ``lr(t) = value(floor(t / period))``. With ``length`` set, only that many pops exist and the
     value stays at the last one after them (the authors' code would crash instead).
 
+    >>> from lrlab.schedules import DecayingSequence
     >>> s = DecayingSequence(kind="seq4", lr=1.0)
     >>> [s.value(i) for i in (10, 11, 20, 21)]
     [0.1, 0.5, 0.05, 0.3333333333333333]
     >>> DecayingSequence(kind="seq1", lr=0.01, period=2)(5)
     0.0033333333333333335
     """
+
+    example: ClassVar[dict[str, Any]] = {"type": "sequence", "kind": "seq4", "lr": 0.01}
 
     kind: str
     lr: float
@@ -58,15 +63,15 @@ class DecayingSequence(Schedule):
         if kind == "seq2":
             return r0 / ops.sqrt(i + 1.0)
         if kind == "seq3":
-            return r0 * 0.9**i
+            return r0 * ops.power(0.9, i)
         if kind == "geometric":
-            return r0 * self.gamma**i
+            return r0 * ops.power(self.gamma, i)
         # seq4: r_0 is r0 itself; pops i >= 1 follow the sawtooth
         j = ops.maximum(i - 1.0, 0.0)
-        block = ops.floor((i if kind == "seq4_slides" else j) / 10.0)
+        block = ops.floor_div(i if kind == "seq4_slides" else j, 10)
         # (10 - m) / 10 rather than 1 - m / 10: exact tenths (pop #10 is 0.1 r0, not 0.0999...)
-        q = (10.0 - (j - 10.0 * ops.floor(j / 10.0))) / (10.0 * (block + 1.0))
+        q = (10.0 - (j - 10.0 * ops.floor_div(j, 10))) / (10.0 * (block + 1.0))
         return ops.where(i >= 1.0, r0 * q, r0)
 
     def evaluate(self, t, ops):
-        return self._value(ops.floor(t / self.period) + 0.0, ops)
+        return self._value(ops.floor_div(t, self.period) + 0.0, ops)
