@@ -19,7 +19,7 @@ histories = st.lists(metric, max_size=40)
 
 @st.composite
 def trigger_keys(draw):
-    trigger = draw(st.sampled_from(TRIGGERS))
+    trigger = draw(st.sampled_from(list(TRIGGERS)))
     keys = {"trigger": trigger}
     pos = st.floats(min_value=1e-6, max_value=10.0)
     if trigger == "cutoff":
@@ -113,12 +113,12 @@ def test_replay_is_deterministic_and_config_round_trips(cfg, metrics, spe):
 def test_saving_the_state_anywhere_continues_identically(cfg, metrics, data):
     p = lrlab.from_config(cfg)
     cut = data.draw(st.integers(0, len(metrics)))
-    s = p.initial_state()
+    s = p.init()
     for m in metrics[:cut]:
         s = p.observe(s, m)
     restored = p.state_from_dict(json.loads(json.dumps(p.state_to_dict(s))))
     assert restored == s
     for m in metrics[cut:]:
         s, restored = p.observe(s, m), p.observe(restored, m)
-    assert restored == s and p.lr(7, restored) == p.lr(7, s)
+    assert restored == s and p.value(restored, 7) == p.value(s, 7)
     assert restored == replay(p, metrics).state

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from lrlab.errors import ConfigError
-from lrlab.schedules.base import Schedule, from_config
+from lrlab.policies.driver import ScheduleDriver, as_driver
+from lrlab.schedules.base import Schedule
 
 __all__ = ["JaxOps", "KerasOps", "as_exportable", "keras_schedule_class", "to_keras", "to_optax"]
 
@@ -41,20 +42,17 @@ _MASK = 0xFFFFFFFF
 
 def as_exportable(obj: Any, where: str = "schedule") -> Schedule:
     """``obj`` (a schedule or a config dict) as a :class:`Schedule`; a policy is a ConfigError."""
-    if isinstance(obj, Mapping):
-        obj = from_config(obj)
-    if isinstance(obj, Schedule):
-        return obj
-    if hasattr(obj, "observe") and hasattr(obj, "initial_state"):
-        kind = getattr(obj, "type_name", "") or type(obj).__name__
+    driver = as_driver(obj, where)
+    if driver.stateful:
+        kind = getattr(driver, "type_name", "") or type(driver).__name__
         raise ConfigError(
             f"{where}: a metric-driven policy (type {kind!r}) cannot be exported: an optax or Keras "
             "schedule is a function of the step count alone. Export a schedule instead (e.g. the "
             "policy's 'schedule'), or drive the policy with lrlab.torch.Scheduler"
         )
-    raise ConfigError(
-        f"{where} must be an lrlab schedule or a config dict with a 'type' key, got {obj!r}"
-    )
+    if not isinstance(driver, ScheduleDriver):
+        raise ConfigError(f"{where} must be an lrlab schedule or a config dict, got {obj!r}")
+    return driver.schedule
 
 
 # --------------------------------------------------------------------------------------------

@@ -161,6 +161,8 @@ def from_config(config: Mapping[str, Any]):
     cls = REGISTRY.get(name)
     if cls is None:
         raise unknown_name_error("schedule type", name, REGISTRY)
+    if hasattr(cls, "from_config_dict"):  # a type that reads its own config (a policy)
+        return cls.from_config_dict(config)
     fields = {f.name: f for f in _init_fields(cls)}
     kwargs = {}
     for key, value in config.items():
