@@ -7,6 +7,7 @@ value. Whatever drives a key is a :class:`lrlab.policies.Driver` (a schedule is 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from lrlab import validate
 from lrlab.errors import ConfigError
 from lrlab.policies.driver import Driver, as_driver, config_of
 
+_is_compiling = torch.compiler.is_compiling
 STATE_FORMAT = "lrlab.torch.Scheduler"
 STATE_VERSION = 2
 #: The largest per-group multiplier accepted: larger ones are typos that overflow rates.
@@ -34,13 +36,14 @@ class _Slot:
     ``momentum`` of an Adam-family group is ``betas[0]``, as torch's CyclicLR and OneCycleLR do.
     """
 
-    __slots__ = ("beta1", "key", "tensor", "view")
+    __slots__ = ("beta1", "key", "plain", "tensor", "view")
 
     def __init__(self, group: dict[str, Any], key: str) -> None:
         self.key = key
         self.tensor: torch.Tensor | None = None
         self.view: Any = None
         self.beta1 = key == "momentum" and "momentum" not in group and "betas" in group
+        self.plain = not self.beta1  # the value sits in group[key] itself
         if not self.beta1 and key not in group:
             known = ", ".join(sorted(k for k in group if k != "params"))
             raise ConfigError(f"hyperparams: the parameter group has no {key!r}; it has: {known}")
@@ -97,6 +100,21 @@ class _Driven:
     index: list[int]  # group i is driven by drivers[index[i]]
     scales: list[float] | None  # per-group multipliers (lr only)
     slots: list[_Slot]
+
+    single: bool = dataclasses.field(init=False)  # one driver for every group
+
+    value: Any = dataclasses.field(init=False)  # drivers[0].value, bound once
+
+    plain: bool = dataclasses.field(init=False)  # every group keeps the value at group[key]
+
+    def __post_init__(self) -> None:
+        self.single = len(self.drivers) == 1
+        self.value = self.drivers[0].value
+        self.plain = all(slot.plain for slot in self.slots)
+
+    def write(self, groups: list[dict[str, Any]], values: list[float]) -> None:
+        for slot, group, value in zip(self.slots, groups, values):
+            slot.write(group, value)
 
     def values(self, step: int) -> list[float]:
         values = [d.value(s, step) for d, s in zip(self.drivers, self.states)]
@@ -251,7 +269,7 @@ class Scheduler(LRScheduler):
     # ------------------------------------------------------------------ torch's API
     def step(self, metric: float | None = None) -> None:
         """Advance one step, or with ``metric``, feed it to the policies (see the class doc)."""
-        if torch.compiler.is_compiling():
+        if _is_compiling():
             # inside a compiled function Dynamo would specialise on the step count and recompile
             # every step: run the update eagerly instead (a graph break). A decorator would do the
             # same but costs microseconds on every eager call.
@@ -280,17 +298,31 @@ class Scheduler(LRScheduler):
         ]
 
     def _apply(self) -> None:
-        # _last_lr keeps plain floats: copying tensors on every step would cost more than the
-        # schedule itself; get_last_lr() makes the tensor copies when someone asks
+        # every step runs this: it is written for the common case (one driver per key, float
+        # values) and hands anything else to _Driven.write. _last_lr keeps plain floats: copying
+        # tensors on every step would cost more than the schedule; get_last_lr() copies them.
         step, groups = self.last_epoch, self.optimizer.param_groups
-        lrs: list[Any] | None = None
         for d in self._plan:
-            values = d.values(step)
-            for slot, group, value in zip(d.slots, groups, values):
-                slot.write(group, value)
-            if d.key == "lr":
-                lrs = values
-        self._last_lr = list(lrs if lrs is not None else self.lr_at(step))
+            if d.single:
+                value = d.value(d.states[0], step)
+                values = (
+                    [value] * len(groups) if d.scales is None else [value * k for k in d.scales]
+                )
+            else:
+                values = d.values(step)
+            key = d.key
+            if key == "lr":
+                self._last_lr = values
+            if not d.plain:
+                d.write(groups, values)
+                continue
+            for group, value in zip(groups, values):
+                if group[key].__class__ is not float:
+                    d.write(groups, values)  # a tensor somewhere: every group the careful way
+                    break
+                group[key] = value
+        if "lr" not in self.driven:
+            self._last_lr = self.lr_at(step)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
