@@ -20,7 +20,6 @@ from lrlab import validate
 from lrlab.errors import ConfigError
 from lrlab.policies.driver import Driver, as_driver, config_of
 
-_is_compiling = torch.compiler.is_compiling
 STATE_FORMAT = "lrlab.torch.Scheduler"
 STATE_VERSION = 2
 #: The largest per-group multiplier accepted: larger ones are typos that overflow rates.
@@ -269,7 +268,7 @@ class Scheduler(LRScheduler):
     # ------------------------------------------------------------------ torch's API
     def step(self, metric: float | None = None) -> None:
         """Advance one step, or with ``metric``, feed it to the policies (see the class doc)."""
-        if _is_compiling():
+        if torch.compiler.is_compiling():  # called by this name: Dynamo recognises it so
             # inside a compiled function Dynamo would specialise on the step count and recompile
             # every step: run the update eagerly instead (a graph break). A decorator would do the
             # same but costs microseconds on every eager call.
