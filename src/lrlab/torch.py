@@ -11,7 +11,7 @@ import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -321,7 +321,7 @@ class Scheduler(LRScheduler):
                     break
                 group[key] = value
         if "lr" not in self.driven:
-            self._last_lr = self.lr_at(step)
+            self._last_lr = cast(list, self.lr_at(step))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
