@@ -44,6 +44,7 @@ MOMENTUM = {
     "max_lr": 0.8,
     "step_size_up": 2000,
 }
+REFERENCE = "torch CyclicLR (triangular2)"
 TARGETS = {"lrlab Scheduler (CLR triangular2)": 0.5, "lrlab Scheduler (CLR, tensor lr)": 1.0}
 
 
@@ -74,17 +75,8 @@ def cyclic_lr(groups: int, tensor_lr: bool = False, momentum: bool = False):
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--groups", type=int, default=3)
-    args = parser.parse_args()
-    # the loop steps schedulers without an optimizer step on purpose; torch warns about that
-    warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
-    g = args.groups
-
-    candidates = {
+def candidates(g: int) -> dict:
+    made = {
         "lrlab Scheduler (CLR triangular2)": lambda: Scheduler(optimizer(g), CLR),
         "lrlab Scheduler (RALR over cosine)": lambda: Scheduler(optimizer(g), RALR),
         "lrlab Scheduler (CLR, tensor lr)": lambda: Scheduler(optimizer(g, tensor_lr=True), CLR),
@@ -99,36 +91,28 @@ def main() -> None:
         ),
     }
     try:
-        Scheduler(optimizer(g, momentum=True), lr=CLR, momentum=MOMENTUM)
+        made["lrlab Scheduler (CLR lr + momentum)"]()
     except ConfigError as exc:  # the cyclic type does not take a descending cycle yet
-        print(f"(no momentum rows: {exc})")
-        del candidates["lrlab Scheduler (CLR lr + momentum)"]
-    reference = "torch CyclicLR (triangular2)"
-    # round-robin: every repeat measures every candidate once, so a change in machine load
-    # hits all of them alike; the ratio of each round is taken against that round's CyclicLR
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    ratios: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(args.repeats):
-        round_times = {
-            name: per_step_seconds(make, args.steps) for name, make in candidates.items()
-        }
-        for name, seconds in round_times.items():
-            times[name].append(seconds)
-            ratios[name].append(seconds / round_times[reference])
-    print(
-        f"{args.steps} steps x {args.repeats} rounds (medians), {g} parameter groups, "
-        f"torch {torch.__version__}"
-    )
-    print(f"{'scheduler':40s} {'us/step':>9s} {'vs CyclicLR':>12s}")
-    for name in candidates:
-        us = statistics.median(times[name]) * 1e6
-        print(f"{name:40s} {us:9.2f} {statistics.median(ratios[name]):11.2f}x")
-    for name, target in TARGETS.items():
-        ratio = statistics.median(ratios[name])
-        verdict = "met" if ratio <= target else "NOT met"
-        print(f"target: {name} <= {target}x float CyclicLR -> {ratio:.2f} ({verdict})")
+        print(f"(no lrlab momentum row: {exc})")
+        del made["lrlab Scheduler (CLR lr + momentum)"]
+    return made
 
-    # the share of a real training step (full table, more models: benchmarks/step_share.py)
+
+def rounds(made: dict, steps: int, repeats: int) -> tuple[dict, dict]:
+    """Round-robin: every round measures every candidate once, so a change in machine load hits
+    all alike; each round's ratios are taken against that round's float-lr CyclicLR."""
+    times: dict[str, list[float]] = {name: [] for name in made}
+    ratios: dict[str, list[float]] = {name: [] for name in made}
+    for _ in range(repeats):
+        this_round = {name: per_step_seconds(make, steps) for name, make in made.items()}
+        for name, seconds in this_round.items():
+            times[name].append(seconds)
+            ratios[name].append(seconds / this_round[REFERENCE])
+    return times, ratios
+
+
+def share_of_a_training_step() -> None:
+    """The share of a real training step (full table, more models: benchmarks/step_share.py)."""
     from step_share import MODELS, SCHEDULES, measure
 
     torch.set_num_threads(1)
@@ -146,6 +130,31 @@ def main() -> None:
             device="cpu",
         )
         print(f"{name:40s} step {step_us:8.1f} us, scheduler {sched_us:6.2f} us = {share:.2%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--groups", type=int, default=3)
+    args = parser.parse_args()
+    # the loop steps schedulers without an optimizer step on purpose; torch warns about that
+    warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
+    made = candidates(args.groups)
+    times, ratios = rounds(made, args.steps, args.repeats)
+    print(
+        f"{args.steps} steps x {args.repeats} rounds (medians), {args.groups} parameter groups, "
+        f"torch {torch.__version__}"
+    )
+    print(f"{'scheduler':40s} {'us/step':>9s} {'vs CyclicLR':>12s}")
+    for name in made:
+        us = statistics.median(times[name]) * 1e6
+        print(f"{name:40s} {us:9.2f} {statistics.median(ratios[name]):11.2f}x")
+    for name, target in TARGETS.items():
+        ratio = statistics.median(ratios[name])
+        verdict = "met" if ratio <= target else "NOT met"
+        print(f"target: {name} <= {target}x float CyclicLR -> {ratio:.2f} ({verdict})")
+    share_of_a_training_step()
 
 
 if __name__ == "__main__":
