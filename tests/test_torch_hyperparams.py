@@ -47,8 +47,9 @@ def trace(sched, opt, steps):
 
 @dataclass(frozen=True)
 class MaxMinusCyclic:
-    """torch's momentum curve as an lrlab driver: ``max_momentum - cyclic(0 -> max - base)``,
-    the arithmetic of CyclicLR (``max_m - (max_m - base_m) * scale_factor * scale``)."""
+    """A driver written by hand (the protocol's required part only): torch's momentum curve,
+    ``max_momentum - cyclic(0 -> max - base)``, the arithmetic of CyclicLR
+    (``max_m - (max_m - base_m) * scale_factor * scale``)."""
 
     max_momentum: float
     rise: Cyclic
@@ -63,17 +64,11 @@ class MaxMinusCyclic:
     def observe(self, state, metric):
         return state
 
-    def advances(self, state):
-        return 0
-
     def state_to_dict(self, state):
         return None
 
     def state_from_dict(self, d, where="state"):
         return None
-
-    def to_config(self):
-        raise ConfigError("MaxMinusCyclic has no config")
 
 
 def cyclic_case(seed: int):
@@ -123,6 +118,7 @@ def test_cyclic_lr_with_momentum_equals_torch_over_100k_steps(seed):
         warnings.simplefilter("ignore")  # stepping without optimizer.step() on purpose
         expected, got = trace(ref, ref_opt, STEPS), trace(sched, opt, STEPS)
     assert got == expected, kw  # bit for bit: lr and momentum of both groups at every step
+    assert sched.state_dict()["hyperparams"]["momentum"]["configs"] == [None]  # it has none
 
 
 @pytest.mark.parametrize("seed", [3, 4, 5])

@@ -30,7 +30,12 @@ from lrlab.schedules.base import SCALAR, Schedule, from_config
 
 @runtime_checkable
 class Driver(Protocol):
-    """What drives a hyper-parameter. ``value`` must be cheap: it runs on every training step."""
+    """What drives a hyper-parameter. ``value`` must be cheap: it runs on every training step.
+
+    Optional: ``advances(state) -> int`` (how many times it advanced on metrics, for replays'
+    ``pop_epochs``; 0 when absent) and ``to_config()`` (saved beside the state; see
+    :func:`config_of`).
+    """
 
     stateful: bool
 
@@ -40,17 +45,11 @@ class Driver(Protocol):
 
     def observe(self, state: Any, metric: float) -> Any: ...
 
-    def advances(self, state: Any) -> int:
-        """How many times the driver has advanced on metrics (always 0 for a schedule)."""
-        ...
-
     def state_to_dict(self, state: Any) -> dict[str, Any] | None: ...
 
     def state_from_dict(self, d: Any, where: str = "state") -> Any:
         """The state saved by ``state_to_dict``, validated as a whole (one-line ConfigError)."""
         ...
-
-    def to_config(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,14 @@ def as_driver(obj: Any, where: str = "schedule") -> Driver:
 
 def config_of(driver: Driver) -> dict[str, Any] | None:
     """The driver's config, or ``None`` for one that has none (a Python function)."""
+    to_config = getattr(driver, "to_config", None)
     try:
-        return driver.to_config()
-    except (ConfigError, AttributeError):
+        return None if to_config is None else to_config()
+    except ConfigError:  # e.g. a schedule made from a Python function
         return None
+
+
+def advances(driver: Driver, state: Any) -> int:
+    """How many times ``driver`` advanced on metrics in ``state`` (0 if it does not say)."""
+    count = getattr(driver, "advances", None)
+    return 0 if count is None else count(state)

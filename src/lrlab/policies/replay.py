@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from lrlab import validate
 from lrlab.errors import ConfigError
-from lrlab.policies.driver import ScheduleDriver, as_driver
+from lrlab.policies.driver import ScheduleDriver, advances, as_driver
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,9 @@ def replay(
         lrs.extend(
             driver.value(state, t) for t in range(epoch * spe, min((epoch + 1) * spe, total))
         )
-        before = driver.advances(state)
+        before = advances(driver, state)
         state = driver.observe(state, metric)
-        pop_epochs.extend([epoch] * (driver.advances(state) - before))
+        pop_epochs.extend([epoch] * (advances(driver, state) - before))
     lrs.extend(driver.value(state, t) for t in range(len(lrs), total))
     return Replay(lrs, pop_epochs, driver.value(state, end), state)
 
