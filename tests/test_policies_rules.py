@@ -339,7 +339,33 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS)
+NESTED = {
+    "type": "policy",
+    "trigger": {"type": "plateau", "mode": "max", "patience": 3, "eps": 0.0},
+    "factor": 0.1,
+    "lr0": 0.1,
+}
+
+
+def test_the_table_form_builds_the_same_policy_and_round_trips():
+    flat = {"type": "policy", "trigger": "plateau", "mode": "max", "patience": 3, "eps": 0.0}
+    flat.update(factor=0.1, lr0=0.1)
+    assert lrlab.from_config(NESTED) == lrlab.from_config(flat)
+    assert lrlab.from_config(NESTED).to_config() == NESTED
+    assert lrlab.from_config(flat).to_config() == flat
+    p = lrlab.from_config(NESTED)
+    assert Policy(trigger=p.trigger, factor=0.1, lr0=0.1) == p
+    assert (
+        Policy(
+            trigger={"type": "plateau", "mode": "max", "patience": 3, "eps": 0.0},
+            factor=0.1,
+            lr0=0.1,
+        )
+        == p
+    )
+
+
+@pytest.mark.parametrize("cfg", CONFIGS + [NESTED])
 def test_config_round_trip_is_exact(cfg, tmp_path):
     p = lrlab.from_config(cfg)
     assert p.to_config() == cfg
@@ -404,6 +430,26 @@ def test_minimal_config_round_trips_without_adding_defaults():
         ({"trigger": "epoch", "values": {"kind": "seq1"}}, ["type"]),
         ({"trigger": "epoch", "factor": 0.5, "lr0": 1, "min_lr": -1}, ["policy.min_lr"]),
         ({"trigger": "epoch", "factor": 0.5, "lr0": 1, "bogus": 1}, ["bogus"]),
+        # the table form names the path inside it
+        (
+            {"trigger": {"type": "cutoff", "mode": "min"}, "factor": 0.5, "lr0": 1},
+            ["policy.trigger.mode", "plateau", "cutoff"],
+        ),
+        (
+            {"trigger": {"type": "plateau", "patience": -1}, "factor": 0.5, "lr0": 1},
+            ["policy.trigger.patience", ">= 0"],
+        ),
+        (
+            {"trigger": {"type": "plateau"}, "patience": 1, "factor": 0.5, "lr0": 1},
+            ["policy.patience", "table"],
+        ),
+        ({"trigger": {"patience": 1}, "factor": 0.5, "lr0": 1}, ["policy.trigger", "'type'"]),
+        ({"trigger": {"type": "plateaux"}, "factor": 0.5, "lr0": 1}, ["policy.trigger.type"]),
+        ({"trigger": ["plateau"], "factor": 0.5, "lr0": 1}, ["policy.trigger"]),
+        ({"factor": 0.5, "lr0": 1}, ["trigger"]),
+        ({"trigger": "plateau", "factor": 0.5, "lr0": 1, "eps": -1}, ["policy.eps"]),
+        ({"trigger": "plateau", "factor": 0.5, "lr0": 1, "patience": 2.5}, ["policy.patience"]),
+        ({"trigger": "plateau", "factor": 0.5, "lr0": 1, "patience": True}, ["policy.patience"]),
     ],
 )
 def test_bad_configs_raise_config_error_naming_the_field(cfg, words):

@@ -18,7 +18,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from lrlab import validate
 from lrlab.errors import ConfigError
-from lrlab.policies.driver import Driver, as_driver, config_of
+from lrlab.policies.driver import Driver, as_driver, as_metric, config_of
 
 STATE_FORMAT = "lrlab.torch.Scheduler"
 STATE_VERSION = 2
@@ -258,7 +258,7 @@ class Scheduler(LRScheduler):
 
     def observe(self, metric: float) -> None:
         """Feed one metric value to the drivers (without advancing time) and apply the result."""
-        metric = float(metric)
+        metric = as_metric(metric)
         if self.sync_metric:
             metric = _mean_over_ranks(metric)
         for d in self._plan:

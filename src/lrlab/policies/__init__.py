@@ -7,16 +7,30 @@ both drive a hyper-parameter through one protocol, :class:`Driver` (:func:`as_dr
 ``lrlab.torch.Scheduler``, replays, exports and the CLI use. See ``docs/policies.md``.
 """
 
-from lrlab.policies.driver import Driver, ScheduleDriver, as_driver, config_of
+from lrlab.policies.driver import Driver, ScheduleDriver, as_driver, as_metric, config_of
 from lrlab.policies.metrics import convergence_epoch
 from lrlab.policies.policy import STATE_VERSION, Policy, PolicyState
 from lrlab.policies.replay import Replay, load_metrics, replay
-from lrlab.policies.triggers import TRIGGERS, Trigger, TriggerState, checked, trigger
+from lrlab.policies.triggers import (
+    TRIGGERS,
+    Cutoff,
+    Epoch,
+    Oscillation,
+    Plateau,
+    Trigger,
+    TriggerState,
+    checked,
+    trigger,
+)
 
 __all__ = [
     "STATE_VERSION",
     "TRIGGERS",
+    "Cutoff",
     "Driver",
+    "Epoch",
+    "Oscillation",
+    "Plateau",
     "Policy",
     "PolicyState",
     "Replay",
@@ -24,6 +38,7 @@ __all__ = [
     "Trigger",
     "TriggerState",
     "as_driver",
+    "as_metric",
     "checked",
     "config_of",
     "convergence_epoch",

@@ -19,6 +19,7 @@ through :func:`as_driver`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -84,6 +85,21 @@ class ScheduleDriver:
 
     def to_config(self) -> dict[str, Any]:
         return self.schedule.to_config()
+
+
+def as_metric(value: Any, where: str = "metric") -> float:
+    """A metric as a float: a number or a one-element tensor; an integer too large for a float
+    is infinite (and so ignored by every policy). Anything else is a one-line ConfigError.
+
+    >>> as_metric(2), as_metric(-10**400)
+    (2.0, -inf)
+    """
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of several values
+        raise ConfigError(f"{where} must be a number, got {validate.describe(value)}") from None
 
 
 def as_driver(obj: Any, where: str = "schedule") -> Driver:

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from lrlab import validate
 from lrlab.errors import ConfigError, unknown_name_error
+from lrlab.policies.driver import as_metric
 from lrlab.policies.triggers import TRIGGERS, Trigger, TriggerState, build_trigger
 from lrlab.schedules.base import Configurable, Schedule, from_config, register
 
@@ -145,13 +146,13 @@ class Policy(Configurable):
         trigger = config["trigger"]
         trigger_keys = {f.name for t in TRIGGERS.values() for f in t._fields()}
         for key in extra:
-            if isinstance(trigger, Mapping) or key not in trigger_keys:
-                where = (
-                    "policy (a trigger's keys go in its table)"
-                    if isinstance(trigger, Mapping)
-                    else "policy"
+            if key not in trigger_keys:
+                raise unknown_name_error("key for policy", key, sorted(own | trigger_keys))
+            if isinstance(trigger, Mapping):
+                raise ConfigError(
+                    f"policy.{key}: the trigger is a table, so its keys go in it: "
+                    f'"trigger": {{"type": ..., "{key}": ...}}'
                 )
-                raise unknown_name_error(f"key for {where}", key, sorted(own | trigger_keys))
         if isinstance(trigger, str):
             name = validate.choice(trigger, "policy.trigger", TRIGGERS)
             trigger = TRIGGERS[name].from_keys(extra, "policy")
@@ -185,7 +186,7 @@ class Policy(Configurable):
 
         A NaN or infinite metric is not an observation: only ``bad_metrics`` grows.
         """
-        m = float(metric)
+        m = as_metric(metric)
         if not math.isfinite(m):
             return dataclasses.replace(state, bad_metrics=state.bad_metrics + 1)
         trigger_state, fired = self.trigger.observe(state.trigger, m)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from lrlab import validate
 from lrlab.errors import ConfigError
-from lrlab.policies.driver import ScheduleDriver, advances, as_driver
+from lrlab.policies.driver import ScheduleDriver, advances, as_driver, as_metric
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ def replay(
     if isinstance(metrics, str | bytes | Mapping):  # not a list of numbers, though iterable
         raise ConfigError("metrics must be a list of numbers (one per epoch)")
     try:
-        values = [float(m) for m in metrics]
-    except (TypeError, ValueError):
+        values = [as_metric(m) for m in metrics]
+    except (ConfigError, TypeError):
         raise ConfigError("metrics must be a list of numbers (one per epoch)") from None
     end = len(values) * spe
     total = end if steps is None else validate.integer(steps, "--steps", lo=0)
