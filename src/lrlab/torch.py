@@ -175,7 +175,8 @@ class Scheduler(LRScheduler):
         lr, momentum: the same for those keys; ``momentum`` is ``betas[0]`` for Adam-family
             optimizers (as torch's ``CyclicLR`` and ``OneCycleLR``).
         hyperparams: ``{key: schedule}`` for any param-group key (``weight_decay``, ...).
-        scales: optional per-group multipliers of ``lr`` (e.g. a lower rate for a backbone).
+        scales: optional per-group multipliers of ``lr`` (e.g. a lower rate for a backbone),
+            each in [0, 1e6] (:data:`MAX_SCALE`).
         sync_metric: when ``torch.distributed`` is initialised with more than one rank,
             ``step(metric)`` runs an ``all_reduce`` (a collective: every rank must call it, equally
             often) and every policy sees the mean over ranks, so all ranks decide alike. Pass
