@@ -8,20 +8,21 @@ Adding a trigger is one class in this file (plus its test): decorate it with ``@
 give it fields (``checked(default, validator)``), a nested ``State`` and ``observe``. The policy
 config, ``lrlab schedules``, the state dict and its validation pick it up from the registry::
 
-    @trigger("patience_only")
+    @trigger("every")
     @dataclass(frozen=True)
-    class PatienceOnly(Trigger):
-        "Advance after `patience` observations, whatever they say."
-        rule: ClassVar[str] = "advance after every `patience` observations"
-        patience: int = checked(3, validate.integer, lo=1)
+    class Every(Trigger):
+        "Advance after every `n` observations, whatever they say."
+
+        rule: ClassVar[str] = "advance after every `n` observations"
+        n: int = checked(3, validate.integer, lo=1)
 
         @dataclass(frozen=True)
         class State(TriggerState):
             seen: int = checked(0, validate.integer, lo=0)
 
-        def observe(self, state, metric):
+        def observe(self, state: State, metric: float) -> tuple[State, bool]:
             seen = state.seen + 1
-            return self.State(seen % self.patience), seen == self.patience
+            return self.State(seen % self.n), seen == self.n
 
 >>> p = Plateau(patience=1, threshold=0.1)
 >>> s = p.init()
@@ -140,15 +141,14 @@ class Trigger:
     @classmethod
     def from_keys(cls, keys: Mapping[str, Any], where: str) -> Trigger:
         """Build from config keys; errors name ``where.key`` (``policy.patience``)."""
-        names = {f.name for f in cls._fields()}
-        for key in keys:
-            if key not in names:
+        fields = {f.name: f for f in cls._fields()}
+        values = {}
+        for key, value in keys.items():  # each key checked with the user's path first
+            if key not in fields:
                 raise _misplaced_key(cls, key, where)
-        probe = cls.__new__(cls)
-        for f in cls._fields():  # validate with the user's path before constructing
-            object.__setattr__(probe, f.name, keys.get(f.name, f.default))
-        probe._check(where)
-        built = cls(**{k: getattr(probe, k) for k in keys})
+            check = fields[key].metadata.get("check")
+            values[key] = value if check is None else check(value, validate.field(where, key))
+        built = cls(**values)
         object.__setattr__(built, "_given", frozenset(keys))
         return built
 
