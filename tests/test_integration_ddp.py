@@ -111,7 +111,7 @@ def _worker(out_path: str) -> None:
                     "lrs": lrs,
                     "metrics": all_metrics,
                     "weights_equal": all(torch.equal(weights[0], w) for w in weights[1:]),
-                    "policy_state": sched.state_dict()["policy_states"][2],
+                    "policy_state": sched.state_dict()["hyperparams"]["lr"]["states"][2],
                 }
             )
         )

@@ -165,7 +165,7 @@ def test_policy_fed_by_a_callback(tmp_path):
     # evaluations after steps 8, 16 (and 24): each pops once, from the next step on
     expected = [CLR(s - 1) * 0.5 ** ((s - 1) // 8) for s in steps]
     assert lrs == pytest.approx(expected, rel=1e-12)
-    assert sched.policy_states[0].observations == STEPS // 8
+    assert sched.states["lr"][0].observations == STEPS // 8
 
 
 def test_docs_snippet(tmp_path, monkeypatch):

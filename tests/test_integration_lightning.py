@@ -165,9 +165,9 @@ def test_interval_epoch(tmp_path):
 
 def _expected_policy_lrs(policy, val_losses, steps_per_epoch):
     """lrlab's own loop: step() every iteration, the epoch's val_loss fed at the epoch end."""
-    state, lrs = policy.initial_state(), []
+    state, lrs = policy.init(), []
     for epoch in range(EPOCHS):
-        lrs += [policy.lr(epoch * steps_per_epoch + b, state) for b in range(steps_per_epoch)]
+        lrs += [policy.value(state, epoch * steps_per_epoch + b) for b in range(steps_per_epoch)]
         state = policy.observe(state, val_losses[epoch])
     return lrs, state
 
@@ -206,7 +206,7 @@ def test_metric_driven_policy_with_monitor(tmp_path):
     assert logged == pytest.approx(expected, rel=1e-12)
     assert logger.series("lrlab/pg2") == logged
     sched = trainer.lr_scheduler_configs[0].scheduler
-    assert sched.policy_states[0] == state
+    assert sched.states["lr"][0] == state
     assert sched.last_epoch == EPOCHS * BATCHES
 
 
@@ -227,7 +227,7 @@ def test_policy_without_reduce_on_plateau_never_sees_the_metric(tmp_path):
 
     _, trainer, _ = _fit(tmp_path, config)
     assert trainer.lr_scheduler_configs[0].reduce_on_plateau is False
-    assert trainer.lr_scheduler_configs[0].scheduler.policy_states[0].observations == 0
+    assert trainer.lr_scheduler_configs[0].scheduler.states["lr"][0].observations == 0
 
     def config_ok(opt):
         return {
@@ -241,7 +241,7 @@ def test_policy_without_reduce_on_plateau_never_sees_the_metric(tmp_path):
         }
 
     _, trainer, logger = _fit(tmp_path, config_ok)
-    assert trainer.lr_scheduler_configs[0].scheduler.policy_states[0].observations == EPOCHS
+    assert trainer.lr_scheduler_configs[0].scheduler.states["lr"][0].observations == EPOCHS
     assert logger.series("lr-SGD/pg1") == pytest.approx([0.1 * 0.5**e for e in range(EPOCHS)])
 
 

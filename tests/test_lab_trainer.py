@@ -121,21 +121,26 @@ class RecordingPolicy:
     """A metric-driven policy (the lrlab.policies protocol): halves the LR on every observation
     and records what it was fed."""
 
+    stateful = True
+
     def __init__(self, lr):
         self.base, self.seen = lr, []
 
-    def initial_state(self):
+    def init(self):
         return 0
 
     def observe(self, state, metric):
         self.seen.append(metric)
         return state + 1
 
-    def lr(self, step, state):
+    def value(self, state, step):
         return self.base * 0.5**state
 
     def state_to_dict(self, state):
         return {"n": state}
+
+    def state_from_dict(self, d, where="state"):
+        return d["n"]
 
 
 def test_policy_is_fed_each_epochs_validation_loss(task, monkeypatch):

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lrlab
+from lrlab.errors import ConfigError
 from lrlab.policies import TRIGGERS, replay
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -19,7 +20,7 @@ histories = st.lists(metric, max_size=40)
 
 @st.composite
 def trigger_keys(draw):
-    trigger = draw(st.sampled_from(TRIGGERS))
+    trigger = draw(st.sampled_from(list(TRIGGERS)))
     keys = {"trigger": trigger}
     pos = st.floats(min_value=1e-6, max_value=10.0)
     if trigger == "cutoff":
@@ -113,12 +114,61 @@ def test_replay_is_deterministic_and_config_round_trips(cfg, metrics, spe):
 def test_saving_the_state_anywhere_continues_identically(cfg, metrics, data):
     p = lrlab.from_config(cfg)
     cut = data.draw(st.integers(0, len(metrics)))
-    s = p.initial_state()
+    s = p.init()
     for m in metrics[:cut]:
         s = p.observe(s, m)
     restored = p.state_from_dict(json.loads(json.dumps(p.state_to_dict(s))))
     assert restored == s
     for m in metrics[cut:]:
         s, restored = p.observe(s, m), p.observe(restored, m)
-    assert restored == s and p.lr(7, restored) == p.lr(7, s)
+    assert restored == s and p.value(restored, 7) == p.value(s, 7)
     assert restored == replay(p, metrics).state
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+JUNK = st.sampled_from(
+    [-1, -0.5, 0, 0.5, 1.5, 2, 10**400, 1e308, math.nan, math.inf, "1", "min", True, None, [], {}]
+    + [[1, 2], {"type": "plateau"}, {"type": ["x"]}, {"type": "cosine", "lr": 1, "total": 5}]
+)
+TRIGGER_KEY_NAMES = sorted(
+    {f.name for t in TRIGGERS.values() for f in t._fields()} | {"type", "bogus"}
+)
+POLICY_KEY_NAMES = ["trigger", "values", "factor", "lr0", "schedule", "min_lr", "bogus"]
+
+
+@st.composite
+def broken_policies(draw):
+    """A valid policy config with a few of its keys (flat, in the trigger table, or the policy's
+    own) replaced by junk, or the trigger replaced by a junk table or a deep nest."""
+    cfg = draw(any_policies())
+    if draw(st.booleans()):  # the table form
+        keys = {k: cfg.pop(k) for k in list(cfg) if k in TRIGGER_KEY_NAMES}
+        cfg["trigger"] = {"type": cfg["trigger"], **keys}
+    for _ in range(draw(st.integers(1, 3))):
+        place = draw(st.sampled_from(["policy", "trigger", "nest"]))
+        if place == "policy":
+            # (not the policy's own "type": from_config's, tested with the schedules)
+            keys = POLICY_KEY_NAMES + [k for k in TRIGGER_KEY_NAMES if k != "type"]
+            cfg[draw(st.sampled_from(keys))] = draw(JUNK)
+        elif place == "trigger" and isinstance(cfg.get("trigger"), dict):
+            cfg["trigger"][draw(st.sampled_from(TRIGGER_KEY_NAMES))] = draw(JUNK)
+        else:
+            deep = draw(JUNK)
+            for _ in range(draw(st.integers(1, 300))):
+                deep = {"type": "plateau", "mode": deep}
+            cfg["trigger"] = deep
+    return cfg
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(broken_policies(), histories)
+def test_a_broken_policy_config_is_one_line_or_gives_sane_rates(cfg, metrics):
+    try:
+        p = lrlab.from_config(cfg)
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 600
+        return
+    r = replay(p, metrics, 2)
+    assert all(math.isfinite(x) and x >= 0 for x in r.lrs + [r.final_lr])
+    assert lrlab.from_config(json.loads(json.dumps(p.to_config()))) == p

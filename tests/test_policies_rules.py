@@ -54,7 +54,7 @@ def test_cutoff_relative_rate_and_shrink():
     # -> pop, c = 0.0004; |0.399-0.3985| = 0.0005 is not < 0.0004; 1e-5 < 0.0004 -> pop
     assert pops_of(policy("cutoff"), CUT_LOSSES) == [2, 4, 6]
     p = lrlab.from_config(policy("cutoff"))
-    assert replay(p, CUT_LOSSES).state.cutoff == pytest.approx(0.01 * 0.2**3)
+    assert replay(p, CUT_LOSSES).state.trigger.cutoff == pytest.approx(0.01 * 0.2**3)
 
 
 def test_cutoff_absolute_c0():
@@ -200,31 +200,31 @@ def test_non_finite_metrics_are_ignored_and_counted():
     p = lrlab.from_config(policy("oscillation"))
     r = replay(p, hist)
     assert r.pop_epochs == [4]  # 0.95 > 0.9: the NaN/inf never became "the previous loss"
-    assert (r.state.observations, r.state.bad_metrics, r.state.last) == (3, 3, 0.95)
+    assert (r.state.observations, r.state.bad_metrics, r.state.trigger.last) == (3, 3, 0.95)
 
 
 @pytest.mark.parametrize("trigger", ["epoch", "cutoff", "oscillation", "plateau"])
 def test_a_non_finite_metric_leaves_the_state_unchanged_but_for_the_counter(trigger):
     p = lrlab.from_config(policy(trigger, patience=0) if trigger == "plateau" else policy(trigger))
-    s = p.initial_state()
+    s = p.init()
     for v in (1.0, 0.999, 1.5):
         s = p.observe(s, v)
     for bad in (NAN, INF, -INF, torch.tensor(NAN)):
         s2 = p.observe(s, bad)
         assert s2 == PolicyState(**{**s.__dict__, "bad_metrics": s.bad_metrics + 1})
-        assert p.lr(7, s2) == p.lr(7, s)
+        assert p.value(s2, 7) == p.value(s, 7)
 
 
 def test_first_metric_nan_does_not_poison_the_cutoff():
     assert pops_of(policy("cutoff"), [NAN, 1.0, 0.995]) == [2]
     p = lrlab.from_config(policy("cutoff"))
-    assert replay(p, [NAN, 1.0]).state.cutoff == 0.01
+    assert replay(p, [NAN, 1.0]).state.trigger.cutoff == 0.01
 
 
 def test_plateau_best_never_becomes_nan():
     p = lrlab.from_config(policy("plateau", patience=1))
     s = replay(p, [1.0, NAN, 2.0, NAN, 3.0]).state
-    assert s.best == 1.0 and s.pops == 1 and s.bad_metrics == 2
+    assert s.trigger.best == 1.0 and s.pops == 1 and s.bad_metrics == 2
 
 
 # ------------------------------------------------------------------------------------ what advancing means
@@ -339,7 +339,33 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS)
+NESTED = {
+    "type": "policy",
+    "trigger": {"type": "plateau", "mode": "max", "patience": 3, "eps": 0.0},
+    "factor": 0.1,
+    "lr0": 0.1,
+}
+
+
+def test_the_table_form_builds_the_same_policy_and_round_trips():
+    flat = {"type": "policy", "trigger": "plateau", "mode": "max", "patience": 3, "eps": 0.0}
+    flat.update(factor=0.1, lr0=0.1)
+    assert lrlab.from_config(NESTED) == lrlab.from_config(flat)
+    assert lrlab.from_config(NESTED).to_config() == NESTED
+    assert lrlab.from_config(flat).to_config() == flat
+    p = lrlab.from_config(NESTED)
+    assert Policy(trigger=p.trigger, factor=0.1, lr0=0.1) == p
+    assert (
+        Policy(
+            trigger={"type": "plateau", "mode": "max", "patience": 3, "eps": 0.0},
+            factor=0.1,
+            lr0=0.1,
+        )
+        == p
+    )
+
+
+@pytest.mark.parametrize("cfg", CONFIGS + [NESTED])
 def test_config_round_trip_is_exact(cfg, tmp_path):
     p = lrlab.from_config(cfg)
     assert p.to_config() == cfg
@@ -352,7 +378,7 @@ def test_config_round_trip_is_exact(cfg, tmp_path):
 def test_minimal_config_round_trips_without_adding_defaults():
     cfg = {"type": "policy", "trigger": "plateau", "factor": 0.5, "lr0": 0.1}
     assert lrlab.from_config(cfg).to_config() == cfg
-    assert lrlab.from_config(cfg).option("patience") == 10
+    assert lrlab.from_config(cfg).trigger.patience == 10
 
 
 @pytest.mark.parametrize(
@@ -404,6 +430,26 @@ def test_minimal_config_round_trips_without_adding_defaults():
         ({"trigger": "epoch", "values": {"kind": "seq1"}}, ["type"]),
         ({"trigger": "epoch", "factor": 0.5, "lr0": 1, "min_lr": -1}, ["policy.min_lr"]),
         ({"trigger": "epoch", "factor": 0.5, "lr0": 1, "bogus": 1}, ["bogus"]),
+        # the table form names the path inside it
+        (
+            {"trigger": {"type": "cutoff", "mode": "min"}, "factor": 0.5, "lr0": 1},
+            ["policy.trigger.mode", "plateau", "cutoff"],
+        ),
+        (
+            {"trigger": {"type": "plateau", "patience": -1}, "factor": 0.5, "lr0": 1},
+            ["policy.trigger.patience", ">= 0"],
+        ),
+        (
+            {"trigger": {"type": "plateau"}, "patience": 1, "factor": 0.5, "lr0": 1},
+            ["policy.patience", "table"],
+        ),
+        ({"trigger": {"patience": 1}, "factor": 0.5, "lr0": 1}, ["policy.trigger", "'type'"]),
+        ({"trigger": {"type": "plateaux"}, "factor": 0.5, "lr0": 1}, ["policy.trigger.type"]),
+        ({"trigger": ["plateau"], "factor": 0.5, "lr0": 1}, ["policy.trigger"]),
+        ({"factor": 0.5, "lr0": 1}, ["trigger"]),
+        ({"trigger": "plateau", "factor": 0.5, "lr0": 1, "eps": -1}, ["policy.eps"]),
+        ({"trigger": "plateau", "factor": 0.5, "lr0": 1, "patience": 2.5}, ["policy.patience"]),
+        ({"trigger": "plateau", "factor": 0.5, "lr0": 1, "patience": True}, ["policy.patience"]),
     ],
 )
 def test_bad_configs_raise_config_error_naming_the_field(cfg, words):
@@ -420,29 +466,35 @@ def test_state_dict_round_trip_and_versioning():
     p = lrlab.from_config(CONFIGS[4])
     s = replay(p, [0.5, 0.6, 0.6, 0.6, 0.6, 0.61, 0.7, float("nan")]).state
     d = p.state_to_dict(s)
-    assert d["version"] == 1 and d["trigger"] == "plateau"
+    assert d["version"] == 2 and d["trigger"]["type"] == "plateau" and d["trigger"]["version"] == 1
     assert json.loads(json.dumps(d)) == d
     assert p.state_from_dict(json.loads(json.dumps(d))) == s
-    with pytest.raises(ConfigError, match="version 2"):
-        p.state_from_dict({**d, "version": 2})
+    with pytest.raises(ConfigError, match="version 3"):
+        p.state_from_dict({**d, "version": 3})
     with pytest.raises(ConfigError, match="version"):
         p.state_from_dict({k: v for k, v in d.items() if k != "version"})
     with pytest.raises(ConfigError, match="'cutoff' policy"):
-        p.state_from_dict({**d, "trigger": "cutoff"})
+        p.state_from_dict({**d, "trigger": {**d["trigger"], "type": "cutoff"}})
     with pytest.raises(ConfigError, match="unknown key"):
         p.state_from_dict({**d, "extra": 1})
     with pytest.raises(ConfigError, match="pops"):
         p.state_from_dict({**d, "pops": -1})
-    with pytest.raises(ConfigError, match="best"):
-        p.state_from_dict({**d, "best": "x"})
+    with pytest.raises(ConfigError, match="trigger.best"):
+        p.state_from_dict({**d, "trigger": {**d["trigger"], "best": "x"}})
+    with pytest.raises(ConfigError, match="trigger.bad_epochs"):
+        p.state_from_dict({**d, "trigger": {**d["trigger"], "bad_epochs": 1.5}})
+    with pytest.raises(ConfigError, match="trigger.best"):
+        p.state_from_dict({**d, "trigger": {**d["trigger"], "best": float("nan")}})
+    with pytest.raises(ConfigError, match="missing"):
+        p.state_from_dict({k: v for k, v in d.items() if k != "pops"})
 
 
 def test_observe_is_pure():
     p = lrlab.from_config(CONFIGS[1])
-    s0 = p.initial_state()
+    s0 = p.init()
     s1 = p.observe(s0, 1.0)
     s2 = p.observe(s1, 1.0)
-    assert s0 == PolicyState() and s1.pops == 0 and s2.pops == 1
+    assert s0 == PolicyState(p.trigger.init()) and s1.pops == 0 and s2.pops == 1
     assert p.observe(s1, 1.0) == s2
     with pytest.raises(Exception):
         s2.pops = 5

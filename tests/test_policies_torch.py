@@ -110,7 +110,7 @@ def test_training_loop_equals_replay(name, tensor):
         assert seen == pytest.approx(expected.lrs, rel=1e-6)  # float32 tensor
     else:
         assert seen == expected.lrs
-    assert sched.policy_states[0] == expected.state
+    assert sched.states["lr"][0] == expected.state
     assert float(sched.get_last_lr()[0]) == pytest.approx(expected.final_lr, rel=1e-6)
     assert expected.pops > 0
 
@@ -124,7 +124,7 @@ def test_step_with_metric_applies_the_new_rate_at_once_without_advancing_time():
     sched.observe(torch.tensor(2.0))
     assert sched.get_last_lr() == [0.25]
     sched.step(float("nan"))  # ignored
-    assert sched.get_last_lr() == [0.25] and sched.policy_states[0].bad_metrics == 1
+    assert sched.get_last_lr() == [0.25] and sched.states["lr"][0].bad_metrics == 1
 
 
 def test_groups_sharing_a_policy_share_its_state_and_scales_apply():
@@ -144,12 +144,12 @@ def test_state_dict_with_a_policy_is_weights_only_loadable():
     torch.save(sched.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
-    (policy_state,) = state["policy_states"]
-    assert policy_state["version"] == 1 and policy_state["trigger"] == "plateau"
+    (policy_state,) = state["hyperparams"]["lr"]["states"]
+    assert policy_state["version"] == 2 and policy_state["trigger"]["type"] == "plateau"
     assert len(json.dumps(state)) < 2000
     fresh = Scheduler(make_opt(), CONFIGS["plateau-cooldown"])
     fresh.load_state_dict(state)
-    assert fresh.policy_states == sched.policy_states and fresh.get_last_lr() == sched.get_last_lr()
+    assert fresh.states == sched.states and fresh.get_last_lr() == sched.get_last_lr()
 
 
 RESUME_CHILD = (
@@ -234,7 +234,7 @@ for name, config in spec["configs"].items():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
     sched = lrlab.torch.Scheduler(opt, config)
     lrs = train(sched, opt, spec["metrics"][rank], spec["spe"], 0, spec["total"])
-    results[name] = {"lrs": lrs, "state": sched.state_dict()["policy_states"][0]}
+    results[name] = {"lrs": lrs, "state": sched.state_dict()["hyperparams"]["lr"]["states"][0]}
 dist.barrier()
 dist.destroy_process_group()
 json.dump(results, open(out_path, "w"))

@@ -91,7 +91,7 @@ def test_state_dict_is_small_and_weights_only_loadable():
     torch.save(sched.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
-    assert state["step"] == 17 and state["version"] == 1
+    assert state["step"] == 17 and state["version"] == 2
     assert len(json.dumps(state)) < 1000
     with pytest.raises(ConfigError, match="version"):
         sched.load_state_dict({**state, "version": 99})

@@ -26,17 +26,16 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from lrlab.errors import ConfigError
+from lrlab.policies.driver import ScheduleDriver, as_driver
 from lrlab.schedules.base import (
     MASK32,
     Schedule,
     exact_floor_div,
-    from_config,
     hash_uniform,
 )
 from lrlab.schedules.function import FunctionSchedule
@@ -54,25 +53,22 @@ __all__ = [
 
 def as_exportable(obj: Any, where: str = "schedule") -> Schedule:
     """``obj`` (a schedule or a config dict) as a :class:`Schedule`; a policy is a ConfigError."""
-    if isinstance(obj, Mapping):
-        obj = from_config(obj)
-    if isinstance(obj, FunctionSchedule):
-        raise ConfigError(
-            f"{where}: a schedule made by from_function cannot be exported: it wraps a Python "
-            "callable, and an optax or Keras schedule is traced arithmetic"
-        )
-    if isinstance(obj, Schedule):
-        return obj
-    if hasattr(obj, "observe") and hasattr(obj, "initial_state"):
-        kind = getattr(obj, "type_name", "") or type(obj).__name__
+    driver = as_driver(obj, where)
+    if driver.stateful:
+        kind = getattr(driver, "type_name", "") or type(driver).__name__
         raise ConfigError(
             f"{where}: a metric-driven policy (type {kind!r}) cannot be exported: an optax or Keras "
             "schedule is a function of the step count alone. Export a schedule instead (e.g. the "
             "policy's 'schedule'), or drive the policy with lrlab.torch.Scheduler"
         )
-    raise ConfigError(
-        f"{where} must be an lrlab schedule or a config dict with a 'type' key, got {obj!r}"
-    )
+    if not isinstance(driver, ScheduleDriver):
+        raise ConfigError(f"{where} must be an lrlab schedule or a config dict, got {obj!r}")
+    if isinstance(driver.schedule, FunctionSchedule):
+        raise ConfigError(
+            f"{where}: a schedule made by from_function cannot be exported: it wraps a Python "
+            "callable, and an optax or Keras schedule is traced arithmetic"
+        )
+    return driver.schedule
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lrlab.atomic import atomic_save_figure
 from lrlab.errors import ConfigError
+from lrlab.policies import as_driver
 from lrlab.schedules import REGISTRY, from_config, load_config
 
 
@@ -58,10 +59,6 @@ def _check_steps(steps: int) -> int:
     return steps
 
 
-def _is_policy(obj) -> bool:
-    return hasattr(obj, "observe") and hasattr(obj, "initial_state")
-
-
 def learning_rates(config_source, steps: int, *, metrics=None, steps_per_epoch: int | None = None):
     """The learning rates of a config at steps 0..steps-1 (a NumPy array).
 
@@ -77,9 +74,9 @@ def learning_rates(config_source, steps: int, *, metrics=None, steps_per_epoch: 
         )
     controller = from_config(load_config(config_source))
     if metrics is None:
-        if _is_policy(controller):
+        if as_driver(controller).stateful:
             raise ConfigError(
-                f"this config is a policy (trigger {controller.trigger!r}): its learning rate depends "
+                f"this config is a policy (trigger {controller.trigger.type_name!r}): its learning rate depends "
                 "on a metric; give --metrics FILE (a JSON list, one value per epoch) and "
                 "--steps-per-epoch S to replay a history"
             )
@@ -145,8 +142,8 @@ def cmd_plot(args) -> int:
     for i, source in enumerate(args.configs):
         schedule = from_config(load_config(source))
         label = labels[i] if labels else schedule.type_name
-        if not labels and _is_policy(schedule):
-            label = f"policy ({schedule.trigger})"
+        if not labels and as_driver(schedule).stateful:
+            label = f"policy ({schedule.trigger.type_name})"
         while label in curves:
             label += "'"
         curves[label] = learning_rates(

@@ -6,8 +6,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from lrlab import validate
 from lrlab.errors import ConfigError
-from lrlab.schedules.base import Schedule, from_config
+from lrlab.policies.driver import ScheduleDriver, advances, as_driver, as_metric
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,6 @@ class Replay:
         return len(self.pop_epochs)
 
 
-def _is_policy(obj) -> bool:
-    return hasattr(obj, "observe") and hasattr(obj, "initial_state")
-
-
 def replay(
     policy, metrics: Sequence[float], steps_per_epoch: int = 1, steps: int | None = None
 ) -> Replay:
@@ -44,46 +41,39 @@ def replay(
 
     Each epoch runs ``steps_per_epoch`` steps at the current rate, then its metric is observed.
     ``steps`` (default ``len(metrics) * steps_per_epoch``) may run past the last metric: later
-    steps use the final state. A plain schedule (or its config) is accepted and ignores the
-    metrics.
+    steps use the final state. Anything :func:`~lrlab.policies.as_driver` takes is accepted; a
+    plain schedule ignores the metrics.
 
     >>> p = {"type": "policy", "trigger": "epoch", "lr0": 1.0, "factor": 0.5}
     >>> r = replay(p, [3.0, 2.0], steps_per_epoch=2)
     >>> r.lrs, r.pop_epochs, r.final_lr
     ([1.0, 1.0, 0.5, 0.5], [0, 1], 0.25)
     """
-    if isinstance(policy, Mapping):
-        policy = from_config(policy)
-    if not (_is_policy(policy) or isinstance(policy, Schedule)):
-        raise ConfigError(f"replay: expected a policy or schedule (or its config), got {policy!r}")
-    if (
-        isinstance(steps_per_epoch, bool)
-        or not isinstance(steps_per_epoch, int)
-        or steps_per_epoch < 1
-    ):
-        raise ConfigError(f"--steps-per-epoch must be an integer >= 1, got {steps_per_epoch!r}")
+    driver = as_driver(policy, "replay")
+    spe = validate.integer(steps_per_epoch, "--steps-per-epoch", lo=1)
+    if isinstance(metrics, str | bytes | Mapping):  # not a list of numbers, though iterable
+        raise ConfigError("metrics must be a list of numbers (one per epoch)")
     try:
-        values = [float(m) for m in metrics]
-    except (TypeError, ValueError):
+        values = [as_metric(m) for m in metrics]
+    except (ConfigError, TypeError):
         raise ConfigError("metrics must be a list of numbers (one per epoch)") from None
-    total = len(values) * steps_per_epoch if steps is None else steps
-    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
-        raise ConfigError(f"--steps must be an integer >= 0, got {steps!r}")
-    if not _is_policy(policy):
-        lrs = [float(v) for v in policy.values(total)] if total else []
-        return Replay(lrs, [], float(policy(len(values) * steps_per_epoch)), None)
-    state = policy.initial_state()
+    end = len(values) * spe
+    total = end if steps is None else validate.integer(steps, "--steps", lo=0)
+    if isinstance(driver, ScheduleDriver):  # nothing to observe: one vectorised evaluation
+        curve = [float(v) for v in driver.schedule.values(total)] if total else []
+        return Replay(curve, [], driver.value(None, end), None)
+    state = driver.init()
     lrs: list[float] = []
     pop_epochs: list[int] = []
     for epoch, metric in enumerate(values):
-        start = epoch * steps_per_epoch
-        for t in range(start, min(start + steps_per_epoch, total)):
-            lrs.append(policy.lr(t, state))
-        before = state.pops
-        state = policy.observe(state, metric)
-        pop_epochs.extend([epoch] * (state.pops - before))
-    lrs.extend(policy.lr(t, state) for t in range(len(lrs), total))
-    return Replay(lrs, pop_epochs, policy.lr(len(values) * steps_per_epoch, state), state)
+        lrs.extend(
+            driver.value(state, t) for t in range(epoch * spe, min((epoch + 1) * spe, total))
+        )
+        before = advances(driver, state)
+        state = driver.observe(state, metric)
+        pop_epochs.extend([epoch] * (advances(driver, state) - before))
+    lrs.extend(driver.value(state, t) for t in range(len(lrs), total))
+    return Replay(lrs, pop_epochs, driver.value(state, end), state)
 
 
 def load_metrics(source: str) -> list[float]:

@@ -328,6 +328,8 @@ def from_config(config: Mapping[str, Any], where: str | None = None):
     if where is None and _PATH.get() is None:
         validate.depth(config, "config")
     cls = _config_class(config, where)
+    if hasattr(cls, "from_config_dict"):  # a type that reads its own config (a policy)
+        return cls.from_config_dict(config)
     prefix = where or cls.type_name
     fields = {f.name: f for f in _init_fields(cls)}
     required = [
