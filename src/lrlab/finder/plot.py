@@ -10,7 +10,7 @@ import numpy as np
 from lrlab.atomic import atomic_save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lrlab.finder.range_test import RangeTestResult
+    from lrlab.finder.result import RangeTestResult
     from lrlab.finder.suggest import Suggestion
 
 __all__ = ["plot_result"]
