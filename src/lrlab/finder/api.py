@@ -111,6 +111,12 @@ def _check_objects(model: Any, optimizer: Any, loss_fn: Any, grad_scaler: Any) -
         )
 
 
+def _check_data(train_data: Any, val_data: Any) -> None:
+    check_data(train_data, "train_data")
+    if val_data is not None:  # read again at every evaluation
+        check_data(val_data, "val_data", reiterable=True)
+
+
 def _seeds(seed: Any, repeats: Any, seeds: Any) -> list[int]:
     """The seed of every run: ``seeds`` as given, else ``seed, seed + 1, ...`` (``repeats``)."""
     base = _int(seed, "seed", 0)
@@ -274,9 +280,7 @@ def range_test(
     _check_objects(model, optimizer, loss_fn, grad_scaler)
     _check_ladder(start_lr, end_lr, steps, mode)
     run_seeds = _seeds(seed, repeats, seeds)
-    check_data(train_data, "train_data")
-    if val_data is not None:
-        check_data(val_data, "val_data", reiterable=True)
+    _check_data(train_data, val_data)
     settings = {
         "start_lr": start_lr,
         "end_lr": end_lr,
@@ -304,9 +308,8 @@ def range_test(
             if k:
                 restore_state(snapshot, model, optimizer, grad_scaler)
             runs.append(run_once(trainee, train_data, val_data, opts, run_seed))
-    first = runs[0]
-    first.repeats = runs[1:]
-    return first
+    runs[0].repeats = runs[1:]
+    return runs[0]
 
 
 def repeat_range_test(

@@ -78,8 +78,8 @@ def valley_index(values) -> tuple[int, int, int]:
 
     The length of the longest strictly falling subsequence ending at each point comes from
     patience sorting (O(n log n), the same lengths as fastai's O(n^2) loop); ``end`` is the first
-    point where the longest one ends and ``start = end - length``. The index follows fastai's
-    arithmetic, Python's negative indexing included.
+    point where the longest one ends and ``start = end - length`` (0 when nothing falls). The
+    index follows fastai's arithmetic, Python's negative indexing included.
     """
     tails: list[float] = []  # tails[k]: the largest possible last value of a run of k + 1 points
     best_len, end = 0, 0
@@ -91,7 +91,7 @@ def valley_index(values) -> tuple[int, int, int]:
             tails[pos] = -v
         if pos + 1 > best_len:
             best_len, end = pos + 1, i
-    start = end - best_len
+    start = end - best_len if best_len > 1 else 0  # nothing falls: fastai keeps its (0, 0)
     sections = (end - start) / 3
     return start + int(sections) + int(sections / 2), start, end
 
