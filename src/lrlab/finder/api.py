@@ -10,9 +10,10 @@ Step ``i`` records
 * ``smoothed_loss[i]``: bias-corrected EMA of ``loss`` (``ema_beta``), the input of the divergence
   rule ``smoothed_loss[i] > diverge_factor * min(smoothed_loss[:i + 1])``;
 * ``metrics["train_acc"][i]`` (classification, computed on the same batches, free), and every
-  ``val_every`` steps ``metrics["val_loss"]``, ``metrics["val_acc"]`` on the first ``val_samples``
-  validation samples (always the same subset), measured *after* that step's update. Steps without
-  an evaluation hold NaN.
+  ``val_every`` steps ``metrics["val_loss"]``, ``metrics["val_acc"]`` on ``val_samples``
+  validation samples (the same ones at every evaluation of a run; drawn with the run's seed from
+  a larger tensor pair: :func:`~lrlab.finder.data.validation_subset`), measured *after* that
+  step's update. Steps without an evaluation hold NaN.
 
 The test stops at the end of the ladder (``"end"``), when the divergence rule fires
 (``"diverged"``; that point is kept), when the loss is NaN/inf (``"nan"``; that point is cut off

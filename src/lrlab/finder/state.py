@@ -14,8 +14,10 @@
 and on exit (normal *or* exceptional, via ``finally``) it puts all of it back. The copies are made
 with ``copy.deepcopy`` after moving every tensor to host memory, so the snapshot never holds
 accelerator memory, and restoring copies the values back into the live tensors (``copy_``), so
-tensor identities (and therefore optimizer param references) are unchanged. The result is equal to
-the state before, bit for bit.
+tensor identities (and therefore optimizer param references) are unchanged; so do the optimizer's
+param-group values that are tensors (a tensor ``lr``: :func:`set_group_value`), which
+``Optimizer.load_state_dict`` alone would replace by copies. The result is equal to the state
+before, bit for bit.
 """
 
 from __future__ import annotations
