@@ -20,6 +20,30 @@ The test stops at the end of the ladder (``"end"``), when the divergence rule fi
 and the optimizer step is not taken) or when a one-shot iterator runs out (``"end_of_data"``).
 
 Everything the test touches is restored on return and on error: see :mod:`lrlab.finder.state`.
+
+Arguments of :func:`range_test`:
+
+model, optimizer, loss_fn: ``loss_fn(model(x), y)`` must return a scalar tensor.
+train_data: an ``(x, y)`` tensor pair (shuffled with a ``torch.Generator`` seeded with the
+    run's seed, ``batch_size`` rows per batch) or an iterable of ``(x, y)`` batches such as
+    a DataLoader (restarted when it runs out).
+val_data: optional, same formats (re-iterable); ``val_samples`` samples are evaluated every
+    ``val_every`` steps (default ``max(1, steps // 50)``) and at the last: drawn with the
+    run's seed from a larger tensor pair, else the first ``val_samples``.
+start_lr, end_lr, steps, mode: the ladder, ``10 <= steps <= 1e6`` optimizer steps,
+    ``"linear"`` or ``"exp"``.
+accumulation_steps: micro-batches per optimizer step (one point per optimizer step).
+seed: seeds ``random``, NumPy, torch (and CUDA if initialised), the data order and the
+    validation points of the run.
+repeats / seeds: run the test ``repeats`` times (seeds ``seed, seed+1, ...``) or once per
+    entry of ``seeds``, each from the same initial state; extra runs go to ``.repeats`` and
+    ``suggest()`` reports the spread over them.
+ema_beta: smoothing of ``smoothed_loss`` (bias-corrected EMA; 0 disables).
+diverge_factor: stop when the smoothed loss exceeds this multiple of its best (None: never).
+metrics: ``"auto"`` (accuracy for classification outputs), None, or ``{name: fn(out, y)}``.
+grad_scaler: a ``torch.amp.GradScaler`` to scale the backward pass (restored afterwards).
+clip_grad_norm: optional gradient-norm clipping before each step.
+device: where batches go (default: the device of the model's first parameter).
 """
 
 from __future__ import annotations
@@ -49,6 +73,26 @@ __all__ = [
     "range_test",
     "repeat_range_test",
 ]
+
+
+#: The keyword arguments of ``range_test`` that ``_run_options`` checks.
+_SETTINGS = (
+    "start_lr",
+    "end_lr",
+    "steps",
+    "mode",
+    "batch_size",
+    "accumulation_steps",
+    "ema_beta",
+    "diverge_factor",
+    "val_every",
+    "val_samples",
+    "val_batch_size",
+    "metrics",
+    "clip_grad_norm",
+    "device",
+    "progress",
+)
 
 
 def lr_ladder(start_lr: float, end_lr: float, steps: int, mode: str = "linear") -> np.ndarray:
@@ -251,54 +295,18 @@ def range_test(
     """Run an LR range test and return what it recorded; the model, optimizer, scaler and RNG states
     are exactly as before when it returns (or raises).
 
-    Arguments:
-        model, optimizer, loss_fn: ``loss_fn(model(x), y)`` must return a scalar tensor.
-        train_data: an ``(x, y)`` tensor pair (shuffled with a ``torch.Generator`` seeded with the
-            run's seed, ``batch_size`` rows per batch) or an iterable of ``(x, y)`` batches such as
-            a DataLoader (restarted when it runs out).
-        val_data: optional, same formats (re-iterable); ``val_samples`` samples are evaluated every
-            ``val_every`` steps (default ``max(1, steps // 50)``) and at the last: drawn with the
-            run's seed from a larger tensor pair, else the first ``val_samples``.
-        start_lr, end_lr, steps, mode: the ladder, ``10 <= steps <= 1e6`` optimizer steps,
-            ``"linear"`` or ``"exp"``.
-        accumulation_steps: micro-batches per optimizer step (one point per optimizer step).
-        seed: seeds ``random``, NumPy, torch (and CUDA if initialised), the data order and the
-            validation points of the run.
-        repeats / seeds: run the test ``repeats`` times (seeds ``seed, seed+1, ...``) or once per
-            entry of ``seeds``, each from the same initial state; extra runs go to ``.repeats`` and
-            ``suggest()`` reports the spread over them.
-        ema_beta: smoothing of ``smoothed_loss`` (bias-corrected EMA; 0 disables).
-        diverge_factor: stop when the smoothed loss exceeds this multiple of its best (None: never).
-        metrics: ``"auto"`` (accuracy for classification outputs), None, or ``{name: fn(out, y)}``.
-        grad_scaler: a ``torch.amp.GradScaler`` to scale the backward pass (restored afterwards).
-        clip_grad_norm: optional gradient-norm clipping before each step.
-        device: where batches go (default: the device of the model's first parameter).
-
-    Every argument is checked before anything is trained: a bad one raises a one-line
-    :class:`~lrlab.errors.ConfigError` naming it, and so does a ``loss_fn`` that returns
-    something other than a scalar tensor (the state is then restored too).
+    ``loss_fn(model(x), y)`` must return a scalar tensor; ``train_data`` / ``val_data`` are
+    ``(x, y)`` tensor pairs or iterables of batches; ``start_lr``, ``end_lr``, ``steps`` and
+    ``mode`` make the ladder. Every argument is described in the module docstring
+    (``help(lrlab.finder.api)``) and in docs/range-test.md. Each is checked before anything is
+    trained: a bad one raises a one-line :class:`~lrlab.errors.ConfigError` naming it, and so does
+    a ``loss_fn`` that returns something other than a scalar tensor (the state is then restored).
     """
+    settings = {name: value for name, value in locals().items() if name in _SETTINGS}
     _check_objects(model, optimizer, loss_fn, grad_scaler)
     _check_ladder(start_lr, end_lr, steps, mode)
     run_seeds = _seeds(seed, repeats, seeds)
     _check_data(train_data, val_data)
-    settings = {
-        "start_lr": start_lr,
-        "end_lr": end_lr,
-        "steps": steps,
-        "mode": mode,
-        "batch_size": batch_size,
-        "accumulation_steps": accumulation_steps,
-        "ema_beta": ema_beta,
-        "diverge_factor": diverge_factor,
-        "val_every": val_every,
-        "val_samples": val_samples,
-        "val_batch_size": val_batch_size,
-        "metrics": metrics,
-        "clip_grad_norm": clip_grad_norm,
-        "device": device,
-        "progress": progress,
-    }
     opts = _run_options(model, settings)
     opts = replace(opts, config=_config(opts, model, optimizer, train_data, val_data))
     trainee = Trainee(model, optimizer, loss_fn, grad_scaler)
