@@ -37,7 +37,11 @@ estimate is then the median) or, for a single run, on ``bootstrap`` moving-block
 residuals around ``S`` (blocks of one window, so the resamples keep the noise's correlation).
 The spread is reported as quartiles, the interquartile range and the standard deviation of
 ``log10(lr)``; an interquartile range of ``max_lr`` above ``noisy_log10_iqr`` (a factor 2) is
-flagged ``too_noisy``.
+flagged ``too_noisy``. With repeats, the reason of each reading quotes the median it reports,
+every run's value and the reason of the run nearest to the median.
+
+Beside these, :class:`Suggestion` carries fastai's ``valley`` / ``steep`` / ``minimum``
+(:mod:`lrlab.finder.fastai`), pooled over repeats the same way, with their reasons.
 """
 
 from __future__ import annotations
