@@ -17,6 +17,7 @@ from torch import nn
 import lrlab
 from lrlab.errors import ConfigError
 from lrlab.finder import MIN_STEPS, RangeTestResult, lr_ladder, range_test, repeat_range_test
+from lrlab.schedules import Cyclic
 
 
 def _blobs(n=600, d=10, classes=4, seed=0):
@@ -467,13 +468,20 @@ def test_suggestion_from_repeats_has_spread_and_feeds_from_config(repeated_resul
         assert s.log10_iqr >= 0 and s.log10_std >= 0
         assert sug.reasons[key]
     cfg = sug.to_cyclic_config(step_size_up=40)
-    assert cfg == {
+    # built by the cyclic schedule itself: its own config, with the suggested bounds
+    assert (
+        cfg
+        == Cyclic(
+            base_lr=sug.base_lr, max_lr=sug.max_lr, step_size_up=40, mode="triangular2"
+        ).to_config()
+    )
+    assert {
         "type": "cyclic",
         "mode": "triangular2",
         "base_lr": sug.base_lr,
         "max_lr": sug.max_lr,
         "step_size_up": 40,
-    }
+    }.items() <= cfg.items()
     sched = lrlab.from_config(cfg)
     assert sched(0) == pytest.approx(sug.base_lr) and sched(40) == pytest.approx(sug.max_lr)
     with pytest.raises(ConfigError, match="step_size_up"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from lrlab.errors import ConfigError
@@ -16,7 +17,17 @@ __all__ = [
     "to_device",
     "train_batches",
     "val_batches",
+    "validation_subset",
 ]
+
+#: Streams drawn from one run's seed (independent of each other by SeedSequence's design).
+VALIDATION_STREAM = 1
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """A seed for the ``stream``-th random stream of a run seeded with ``seed`` (NumPy's
+    ``SeedSequence``: distinct seeds and streams give unrelated seeds)."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def is_tensor_pair(data: Any) -> bool:
@@ -122,8 +133,24 @@ def train_batches(data: Any, *, batch_size: int, seed: int) -> Iterator[tuple[An
         yield split_batch(batch, "train_data")
 
 
+def validation_subset(data: Any, *, budget: int, seed: int) -> Any:
+    """The validation samples one run evaluates, at every evaluation.
+
+    A tensor pair with more than ``budget`` rows: ``budget`` rows drawn without replacement by a
+    generator seeded from the run's ``seed`` (kept in their order), so repeats with other seeds
+    see other validation points. Anything else is returned as is, and :func:`val_batches` reads
+    its first ``budget`` samples (an iterable cannot be sampled without reading all of it).
+    """
+    if not is_tensor_pair(data) or int(data[0].shape[0]) <= budget:
+        return data
+    x, y = data
+    gen = torch.Generator().manual_seed(stream_seed(seed, VALIDATION_STREAM))
+    idx = torch.randperm(int(x.shape[0]), generator=gen)[:budget].sort().values
+    return x[idx.to(x.device)], y[idx.to(y.device)]
+
+
 def val_batches(data: Any, *, budget: int, batch_size: int) -> Iterator[tuple[Any, Any]]:
-    """The first ``budget`` validation samples, in order (the same subset at every evaluation)."""
+    """The first ``budget`` validation samples, in order (the same ones at every evaluation)."""
     seen = 0
     if is_tensor_pair(data):
         x, y = data

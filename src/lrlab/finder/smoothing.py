@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["centred_window", "ema", "local_linear", "odd_window", "rolling_std"]
+__all__ = ["centred_window", "ema", "local_linear", "odd_window"]
 
 
 def ema(values, beta: float) -> np.ndarray:
@@ -64,12 +64,6 @@ def centred_window(values, window: int) -> np.ndarray:
         out = (csum[hi] - csum[lo]) / count
     out[count == 0] = np.nan
     return out
-
-
-def rolling_std(values, window: int) -> np.ndarray:
-    """Centred rolling root-mean-square of ``values`` (residuals) with the same edge rule."""
-    x = np.asarray(values, dtype=float)
-    return np.sqrt(np.maximum(centred_window(x * x, window), 0.0))
 
 
 def local_linear(values, window: int) -> np.ndarray:

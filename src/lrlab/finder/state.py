@@ -14,8 +14,10 @@
 and on exit (normal *or* exceptional, via ``finally``) it puts all of it back. The copies are made
 with ``copy.deepcopy`` after moving every tensor to host memory, so the snapshot never holds
 accelerator memory, and restoring copies the values back into the live tensors (``copy_``), so
-tensor identities (and therefore optimizer param references) are unchanged. The result is equal to
-the state before, bit for bit.
+tensor identities (and therefore optimizer param references) are unchanged; so do the optimizer's
+param-group values that are tensors (a tensor ``lr``: :func:`set_group_value`), which
+``Optimizer.load_state_dict`` alone would replace by copies. The result is equal to the state
+before, bit for bit.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["StateSnapshot", "preserved_state", "restore_state", "snapshot_state"]
+__all__ = [
+    "StateSnapshot",
+    "preserved_state",
+    "restore_state",
+    "set_group_value",
+    "snapshot_state",
+]
 
 
 def _to_host(obj: Any) -> Any:
@@ -40,7 +48,7 @@ def _to_host(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         items = [(k, _to_host(v)) for k, v in obj.items()]
         try:
-            out = copy.copy(obj)  # keeps OrderedDict / defaultdict types and attributes
+            out: Any = copy.copy(obj)  # keeps OrderedDict / defaultdict types and attributes
             out.clear()
             out.update(items)
             return out
@@ -56,6 +64,55 @@ def _to_host(obj: Any) -> Any:
 def _copy_into(live: torch.Tensor, saved: torch.Tensor) -> None:
     with torch.no_grad():
         live.copy_(saved.to(live.device))
+
+
+def set_group_value(group: dict[str, Any], key: str, value: Any) -> None:
+    """Set a param-group hyper-parameter: a tensor (a tensor ``lr``, the ``betas`` of a capturable
+    Adam) is filled in place, so a compiled step and the user's own references keep seeing it;
+    anything else is assigned.
+
+    >>> group = {"lr": torch.tensor(0.1), "momentum": 0.9}
+    >>> lr = group["lr"]
+    >>> set_group_value(group, "lr", 0.5); set_group_value(group, "momentum", 0.0)
+    >>> group["lr"] is lr, float(lr), group["momentum"]
+    (True, 0.5, 0.0)
+    """
+    current = group.get(key)
+    if (
+        isinstance(current, tuple)
+        and isinstance(value, tuple | list)
+        and len(current) == len(value)
+    ):
+        group[key] = tuple(_fill(live, new) for live, new in zip(current, value))
+    else:
+        group[key] = _fill(current, value)
+
+
+def _fill(live: Any, value: Any) -> Any:
+    """``value`` copied into ``live`` (returned) when ``live`` is a tensor, else ``value``."""
+    if not isinstance(live, torch.Tensor):
+        return value
+    with torch.no_grad():
+        if isinstance(value, torch.Tensor):
+            live.copy_(value.to(live.device))
+        else:
+            live.fill_(value)
+    return live
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """``load_state_dict`` replaces every param-group value with its saved copy: put the values
+    back into the tensors the groups held before instead (their identity is part of the state)."""
+    before = [dict(g) for g in optimizer.param_groups]
+    # load_state_dict may alias the tensors it is given, so give it its own copy.
+    optimizer.load_state_dict(copy.deepcopy(saved))
+    for group, old in zip(optimizer.param_groups, before):
+        for key, live in old.items():
+            if key == "params" or key not in group:
+                continue
+            loaded = group.get(key)
+            group[key] = live
+            set_group_value(group, key, loaded)
 
 
 @dataclass
@@ -162,22 +219,21 @@ def restore_state(
     if model is not None and snap.model_state is not None:
         model.load_state_dict(snap.model_state, strict=True)
         buffers = dict(model.named_buffers())
-        for name, saved in snap.extra_buffers.items():
-            _copy_into(buffers[name], saved)
+        for name, buffer in snap.extra_buffers.items():
+            _copy_into(buffers[name], buffer)
         for name, p in model.named_parameters():
-            saved = snap.grads.get(name)
-            if saved is None:
+            grad = snap.grads.get(name)
+            if grad is None:
                 p.grad = None
-            elif p.grad is not None and p.grad.shape == saved.shape and p.grad.dtype == saved.dtype:
-                _copy_into(p.grad, saved)
+            elif p.grad is not None and p.grad.shape == grad.shape and p.grad.dtype == grad.dtype:
+                _copy_into(p.grad, grad)
             else:
-                p.grad = saved.to(p.device, copy=True)
+                p.grad = grad.to(p.device, copy=True)
         for name, m in model.named_modules():
             if name in snap.training:
                 m.training = snap.training[name]
     if optimizer is not None and snap.optimizer_state is not None:
-        # load_state_dict may alias the tensors it is given, so give it its own copy.
-        optimizer.load_state_dict(copy.deepcopy(snap.optimizer_state))
+        _restore_optimizer(optimizer, snap.optimizer_state)
     if grad_scaler is not None and snap.scaler_state is not None:
         grad_scaler.load_state_dict(copy.deepcopy(snap.scaler_state))
         if snap.scaler_lazy and hasattr(grad_scaler, "_scale"):

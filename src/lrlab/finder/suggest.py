@@ -37,7 +37,11 @@ estimate is then the median) or, for a single run, on ``bootstrap`` moving-block
 residuals around ``S`` (blocks of one window, so the resamples keep the noise's correlation).
 The spread is reported as quartiles, the interquartile range and the standard deviation of
 ``log10(lr)``; an interquartile range of ``max_lr`` above ``noisy_log10_iqr`` (a factor 2) is
-flagged ``too_noisy``.
+flagged ``too_noisy``. With repeats, the reason of each reading quotes the median it reports,
+every run's value and the reason of the run nearest to the median.
+
+Beside these, :class:`Suggestion` carries fastai's ``valley`` / ``steep`` / ``minimum``
+(:mod:`lrlab.finder.fastai`), pooled over repeats the same way, with their reasons.
 """
 
 from __future__ import annotations
@@ -45,14 +49,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from lrlab import validate
 from lrlab.errors import ConfigError
+from lrlab.finder.constants import BOUNDS, FASTAI_READINGS, SIGNAL_CHOICES
+from lrlab.finder.fastai import FastaiReading
 from lrlab.finder.smoothing import local_linear, odd_window
+from lrlab.schedules import CYCLIC_MODES, Cyclic
 
 __all__ = [
+    "Candidate",
     "Diagnostic",
     "Reading",
     "Spread",
@@ -62,7 +71,8 @@ __all__ = [
     "read_curve",
 ]
 
-SIGNALS = ("auto", "val_acc", "train_acc", "val_loss", "loss")
+# ``(lo, hi]`` of the options that are fractions.
+_FRACTIONS = ("window", "rise_start", "fall_drop", "plateau_tol", "backoff", "edge_margin")
 
 
 @dataclass(frozen=True)
@@ -86,33 +96,20 @@ class SuggestOptions:
     noisy_log10_iqr: float = 0.3
     wide_range: float = 20.0
 
-    def __post_init__(self):
-        checks = {
-            "window": (0.0, 1.0),
-            "rise_start": (0.0, 1.0),
-            "fall_drop": (0.0, 1.0),
-            "plateau_tol": (0.0, 1.0),
-            "backoff": (0.0, 1.0),
-            "edge_margin": (0.0, 1.0),
-        }
-        for name, (lo, hi) in checks.items():
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and lo < v <= hi):
-                raise ConfigError(f"suggest.{name} must be in ({lo}, {hi}], got {v!r}")
-        if self.slows_at is not None and not (
-            isinstance(self.slows_at, (int, float)) and 0 < self.slows_at < 1
-        ):
-            raise ConfigError(f"suggest.slows_at must be in (0, 1) or None, got {self.slows_at!r}")
-        if not (isinstance(self.ragged_min, (int, float)) and self.ragged_min >= 0):
-            raise ConfigError(f"suggest.ragged_min must be >= 0, got {self.ragged_min!r}")
-        if not (isinstance(self.wide_range, (int, float)) and self.wide_range > 1):
-            raise ConfigError(f"suggest.wide_range must be > 1, got {self.wide_range!r}")
-        if not self.ragged_factor > 1:
-            raise ConfigError(f"suggest.ragged_factor must be > 1, got {self.ragged_factor!r}")
-        if int(self.min_points) < 5:
-            raise ConfigError(f"suggest.min_points must be >= 5, got {self.min_points!r}")
-        if int(self.bootstrap) < 0:
-            raise ConfigError(f"suggest.bootstrap must be >= 0, got {self.bootstrap!r}")
+    def __post_init__(self) -> None:
+        for name in _FRACTIONS:
+            validate.real(getattr(self, name), f"suggest.{name}", lo=0.0, lo_open=True, hi=1.0)
+        if self.slows_at is not None:
+            validate.real(self.slows_at, "suggest.slows_at", lo=0, hi=1, lo_open=True, hi_open=True)
+        validate.real(self.ragged_min, "suggest.ragged_min", lo=0.0)
+        validate.real(self.ragged_factor, "suggest.ragged_factor", lo=1.0, lo_open=True)
+        validate.real(self.wide_range, "suggest.wide_range", lo=1.0, lo_open=True)
+        validate.real(self.flat_sigmas, "suggest.flat_sigmas", lo=0.0)
+        validate.real(self.noisy_log10_iqr, "suggest.noisy_log10_iqr", lo=0.0)
+        validate.boolean(self.use_edge, "suggest.use_edge")
+        validate.integer(self.min_points, "suggest.min_points", lo=5)
+        validate.integer(self.bootstrap, "suggest.bootstrap", lo=0, hi=100_000)
+        validate.integer(self.seed, "suggest.seed", lo=0)
 
 
 @dataclass(frozen=True)
@@ -121,6 +118,13 @@ class Diagnostic:
 
     code: str
     message: str
+
+
+class Candidate(NamedTuple):
+    """A rate one reading proposes and the sentence that says why."""
+
+    lr: float
+    reason: str
 
 
 @dataclass
@@ -149,10 +153,8 @@ class Spread:
     log10_std: float
 
     @classmethod
-    def of(cls, values: Sequence[float], method: str) -> Spread | None:
-        v = np.asarray(
-            [x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=float
-        )
+    def of(cls, values: Sequence[float | None], method: str) -> Spread | None:
+        v = np.asarray([x for x in values if _usable(x)], dtype=float)
         if len(v) == 0:
             return None
         lg = np.log10(v)
@@ -168,10 +170,15 @@ class Spread:
         )
 
 
+def _usable(x: float | None) -> bool:
+    return x is not None and bool(np.isfinite(x)) and x > 0
+
+
 @dataclass
 class Suggestion:
-    """``base_lr`` / ``max_lr`` for a cyclical schedule, ``lr`` for a fixed one, with reasons,
-    spreads and diagnostics. ``ok`` is False when no usable reading exists."""
+    """``base_lr`` / ``max_lr`` for a cyclical schedule, ``lr`` for a fixed one, and fastai's
+    ``valley`` / ``steep`` / ``minimum`` (in ``fastai``), with reasons (``reasons[name]``),
+    spreads and diagnostics. ``ok`` is False when no usable reading of lrlab's bounds exists."""
 
     base_lr: float | None
     max_lr: float | None
@@ -182,6 +189,7 @@ class Suggestion:
     signal: str
     candidates: dict[str, float] = field(default_factory=dict)
     n_runs: int = 1
+    fastai: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -194,33 +202,26 @@ class Suggestion:
     def to_cyclic_config(
         self, step_size_up: int, *, mode: str = "triangular2", step_size_down: int | None = None
     ) -> dict[str, Any]:
-        """A ``{"type": "cyclic", ...}`` dict for ``lrlab.from_config`` with the suggested bounds."""
-        if not self.ok:
+        """The config of a :class:`~lrlab.schedules.Cyclic` schedule between the suggested bounds
+        (``lrlab.from_config`` takes it as is)."""
+        if self.base_lr is None or self.max_lr is None:
             raise ConfigError(
                 "suggestion has no usable base_lr/max_lr ("
                 + "; ".join(d.message for d in self.diagnostics)
                 + ")"
             )
-        if (
-            isinstance(step_size_up, bool)
-            or not isinstance(step_size_up, (int, np.integer))
-            or step_size_up < 1
-        ):
-            raise ConfigError(f"step_size_up must be an integer >= 1, got {step_size_up!r}")
-        if mode not in ("triangular", "triangular2", "exp_range"):
-            raise ConfigError(
-                f"mode must be one of triangular, triangular2, exp_range, got {mode!r}"
-            )
-        cfg: dict[str, Any] = {
-            "type": "cyclic",
-            "mode": mode,
-            "base_lr": float(self.base_lr),
-            "max_lr": float(self.max_lr),
-            "step_size_up": int(step_size_up),
-        }
+        validate.integer(step_size_up, "step_size_up", lo=1)
         if step_size_down is not None:
-            cfg["step_size_down"] = int(step_size_down)
-        return cfg
+            validate.integer(step_size_down, "step_size_down", lo=1)
+        validate.choice(mode, "mode", CYCLIC_MODES)
+        cyclic = Cyclic(
+            base_lr=float(self.base_lr),
+            max_lr=float(self.max_lr),
+            step_size_up=int(step_size_up),
+            step_size_down=None if step_size_down is None else int(step_size_down),
+            mode=mode,
+        )
+        return cyclic.to_config()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -233,30 +234,33 @@ class Suggestion:
             "spread": {k: (asdict(v) if v is not None else None) for k, v in self.spread.items()},
             "diagnostics": [asdict(d) for d in self.diagnostics],
             "candidates": dict(self.candidates),
+            "fastai": dict(self.fastai),
         }
 
-    def __str__(self) -> str:
-        def fmt(name: str, v: float | None) -> str:
-            if v is None:
-                return f"{name}=n/a"
-            s = self.spread.get(name)
-            extra = (
-                f" (IQR {s.q25:.3g}..{s.q75:.3g}, {s.method} n={s.n})"
-                if s is not None and s.n > 1
-                else ""
-            )
-            return f"{name}={v:.4g}{extra}"
+    def _fmt(self, name: str, v: float | None) -> str:
+        if v is None:
+            return f"{name}=n/a"
+        s = self.spread.get(name)
+        extra = f" (IQR {s.q25:.3g}..{s.q75:.3g}, {s.method} n={s.n})" if s and s.n > 1 else ""
+        return f"{name}={v:.4g}{extra}"
 
-        parts = [fmt("base_lr", self.base_lr), fmt("max_lr", self.max_lr), fmt("lr", self.lr)]
+    def __str__(self) -> str:
+        parts = [self._fmt(key, getattr(self, key)) for key in BOUNDS]
+        fastai = [self._fmt(key, self.fastai[key]) for key in FASTAI_READINGS if key in self.fastai]
+        also = f"; fastai: {', '.join(fastai)}" if fastai else ""
         diag = f"; warnings: {', '.join(self.codes)}" if self.diagnostics else ""
-        return f"Suggestion({', '.join(parts)}; from {self.signal}{diag})"
+        return f"Suggestion({', '.join(parts)}; from {self.signal}{also}{diag})"
 
 
 # ----------------------------------------------------------------------------- reading one curve
 
 
 def curve_signal(values, kind: str) -> tuple[np.ndarray, str]:
-    """Map a curve to higher-is-better: accuracies as is, losses to ``-log`` (or ``-loss``)."""
+    """Map a curve to higher-is-better: accuracies as is, losses to ``-log`` (or ``-loss``).
+
+    >>> curve_signal([1.0, 2.0], "loss")[1], curve_signal([0.0, 2.0], "loss")
+    ('-log(loss)', (array([-0., -2.]), '-loss'))
+    """
     y = np.asarray(values, dtype=float)
     if kind == "accuracy":
         return y, "accuracy"
@@ -289,6 +293,240 @@ def _rolling_noise(y: np.ndarray, window: int) -> np.ndarray:
     return np.nanmedian(windows, axis=1)
 
 
+def _cut_at_non_finite(lr, y) -> tuple[np.ndarray, np.ndarray]:
+    """Both curves up to (not including) the first point where either is not finite."""
+    lr, y = np.asarray(lr, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(y) & np.isfinite(lr)
+    if keep.all():
+        return lr, y
+    first_bad = int(np.argmin(keep))
+    return lr[:first_bad], y[:first_bad]
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """A curve ready to be read: its smooth ``s`` (over ``window`` points), noise ``sigma``, the
+    index ``best`` of the smooth's maximum and the ``rise`` from its first value to it."""
+
+    lr: np.ndarray
+    y: np.ndarray
+    s: np.ndarray
+    window: int
+    sigma: float
+    best: int
+    rise: float
+    name: str
+
+    @classmethod
+    def of(cls, lr: np.ndarray, y: np.ndarray, options: SuggestOptions, name: str) -> _Curve:
+        w = odd_window(len(y), options.window)
+        s = local_linear(y, w)
+        best = int(np.argmax(s))
+        rise = float(s[best] - s[0])
+        return cls(lr, y, s, w, _noise_sigma(y), best, rise, name)
+
+    @property
+    def top(self) -> float:
+        return float(self.s[self.best])
+
+    def first_reaching(self, frac: float) -> int:
+        """The first point (up to the best) where the smooth has made ``frac`` of its rise."""
+        return int(np.argmax(self.s[: self.best + 1] >= self.s[0] + frac * self.rise))
+
+    def is_flat(self, options: SuggestOptions) -> bool:
+        limit = options.flat_sigmas * self.sigma / math.sqrt(self.window)
+        return self.rise <= max(limit, 1e-9 * (1.0 + abs(self.top)))
+
+
+class _Fall(NamedTuple):
+    """The *fall* reading: its candidate (None when the curve did not fall), whether the test
+    fell (dropped or stopped), and ``onset``, the last point before the fall (the end otherwise)."""
+
+    candidate: Candidate | None
+    fell: bool
+    onset: int
+    diagnostics: list[Diagnostic]
+
+
+def read_fall(c: _Curve, o: SuggestOptions, kind: str, stop_reason: str) -> _Fall:
+    """After the best point the smooth drops by ``fall_drop`` of the rise, or the test stopped on
+    divergence / NaN; the onset is the last point before that within ``plateau_tol`` of the best."""
+    after = np.nonzero(c.s[c.best + 1 :] < c.top - o.fall_drop * c.rise)[0]
+    drop = c.best + 1 + int(after[0]) if len(after) else None
+    if drop is None and stop_reason not in ("diverged", "nan"):
+        return _Fall(None, False, len(c.y) - 1, [])
+    end = drop if drop is not None else len(c.y)
+    within = np.nonzero(c.s[c.best : end] >= c.top - o.plateau_tol * c.rise)[0]
+    onset = c.best + int(within[-1])
+    why = "falls" if drop is not None else f"stops ({stop_reason})"
+    at = c.lr[onset]
+    if kind == "loss":  # a loss shows an instability only once it has grown: back off
+        candidate = Candidate(
+            float(at * o.backoff),
+            f"{c.name} is at its best up to lr={at:.4g} and then {why}; "
+            f"x{o.backoff:g} for the lag of a sweep",
+        )
+    else:  # Smith: max_lr where accuracy starts to fall
+        candidate = Candidate(float(at), f"{c.name} starts to fall at lr={at:.4g} (then {why})")
+    diags = []
+    if c.best == 0:
+        diags.append(
+            Diagnostic(
+                "fell_from_start",
+                f"{c.name} is best at the first point: start_lr is already too large",
+            )
+        )
+    return _Fall(candidate, True, onset, diags)
+
+
+def read_slows(c: _Curve, o: SuggestOptions, kind: str, fell: bool) -> Candidate | None:
+    """Accuracy only: the rise has made ``slows_at`` of its total, and a plateau (a window) or a
+    fall follows."""
+    if kind != "accuracy" or o.slows_at is None:
+        return None
+    at = c.first_reaching(o.slows_at)
+    if not (fell or c.best - at >= c.window):
+        return None
+    return Candidate(
+        float(c.lr[at]),
+        f"{c.name}'s rise slows: {o.slows_at:.0%} of it is made by lr={c.lr[at]:.4g}",
+    )
+
+
+def read_ragged(c: _Curve, o: SuggestOptions, base: int, onset: int) -> Candidate | None:
+    """From mid-rise to the fall's onset, the local noise stays above ``ragged_factor`` x its
+    median over the rise (and above ``ragged_min`` of the rise) for half a window."""
+    noise = _rolling_noise(c.y, c.window)
+    during_rise = noise[base : c.best + 1] if c.best > base else noise[: c.best + 1]
+    ref = float(np.median(during_rise))
+    if ref <= 0:
+        return None
+    hot = (noise > o.ragged_factor * ref) & (noise > o.ragged_min * c.rise)
+    run = max(3, c.window // 2)
+    for i in range(c.first_reaching(0.5), onset + 1):
+        stretch = hot[i : i + run]
+        if len(stretch) == run and stretch.all():
+            return Candidate(
+                float(c.lr[i]),
+                f"{c.name} turns ragged at lr={c.lr[i]:.4g} (local noise "
+                f"> {o.ragged_factor:g}x its median during the rise)",
+            )
+    return None
+
+
+def read_edge(edge_lr: float | None, o: SuggestOptions) -> Candidate | None:
+    """The stability edge the caller estimated from the blow-up, times ``edge_margin``."""
+    if not (o.use_edge and _usable(edge_lr)):
+        return None
+    assert edge_lr is not None
+    return Candidate(
+        float(edge_lr * o.edge_margin),
+        f"the loss blew up at a rate that puts the stability edge at "
+        f"lr={edge_lr:.4g}; x{o.edge_margin:g} to stay below it",
+    )
+
+
+def _too_few(n: int, o: SuggestOptions, name: str) -> Diagnostic:
+    return Diagnostic(
+        "too_few_points",
+        f"only {n} usable points on {name} (need {o.min_points}): "
+        "use more steps or evaluate more often",
+    )
+
+
+def _flat(c: _Curve) -> Diagnostic:
+    return Diagnostic(
+        "flat",
+        f"{c.name} does not rise above its noise over the sweep "
+        f"(rise {c.rise:.3g}, noise {c.sigma:.3g}): widen [start_lr, end_lr] "
+        "or train longer per step",
+    )
+
+
+def _too_noisy(c: _Curve) -> list[Diagnostic]:
+    if c.sigma <= 0.5 * c.rise:
+        return []
+    return [
+        Diagnostic(
+            "too_noisy",
+            f"{c.name} noise ({c.sigma:.3g}) is large against its rise "
+            f"({c.rise:.3g}): use repeats, a larger batch or more steps",
+        )
+    ]
+
+
+def _rise_start(c: _Curve, base: int, o: SuggestOptions) -> tuple[str, list[Diagnostic]]:
+    if base > 0:
+        return f"{c.name} has made {o.rise_start:.0%} of its rise by lr={c.lr[base]:.4g}", []
+    diag = Diagnostic(
+        "rising_from_start",
+        f"{c.name} rises from the first point: "
+        "base_lr is start_lr; a lower start_lr may read a lower bound",
+    )
+    return f"{c.name} rises from the first point of the sweep (lr={c.lr[0]:.4g})", [diag]
+
+
+def _smallest(c: _Curve, candidates: dict[str, Candidate]) -> tuple[Candidate, list[Diagnostic]]:
+    """max_lr: the smallest candidate; with none, the best point, flagged ``never_fell``."""
+    if candidates:
+        return min(candidates.values(), key=lambda cand: cand.lr), []
+    best = Candidate(
+        float(c.lr[c.best]),
+        f"{c.name} still rises at the end of the sweep; best point lr={c.lr[c.best]:.4g}",
+    )
+    diag = Diagnostic(
+        "never_fell",
+        f"{c.name} never slowed, fell, turned ragged or diverged: "
+        "max_lr is a lower bound, raise end_lr",
+    )
+    return best, [diag]
+
+
+def _below(base: Candidate, max_lr: float, lr: np.ndarray) -> tuple[Candidate, list[Diagnostic]]:
+    """base_lr is a positive rate below max_lr, else Smith's ``max_lr / 4``."""
+    value: float | None = base.lr
+    if base.lr <= 0:
+        value = float(lr[lr > 0][0]) if np.any(lr > 0) else None
+    if value is not None and value < max_lr:
+        return Candidate(value, base.reason), []
+    rule = Candidate(
+        max_lr / 4.0, "max_lr / 4 (Smith's rule of thumb: the curve's rise starts above max_lr)"
+    )
+    diag = Diagnostic(
+        "base_from_rule_of_thumb", "the rise starts at or above max_lr; base_lr = max_lr / 4"
+    )
+    return rule, [diag]
+
+
+def single_lr(base_lr: float, max_lr: float) -> Candidate:
+    """One rate for a fixed schedule: ``max_lr / 2``, at least ``base_lr``.
+
+    >>> single_lr(0.1, 0.4).lr, single_lr(0.3, 0.4).lr
+    (0.2, 0.3)
+    """
+    if max_lr / 2.0 >= base_lr:
+        return Candidate(
+            max_lr / 2.0,
+            "max_lr / 2 (Smith's rule of thumb: the best fixed rate is within a factor "
+            "of two of the largest that converges)",
+        )
+    return Candidate(base_lr, "base_lr (max_lr / 2 would fall below it)")
+
+
+def wide_range(base_lr: float | None, max_lr: float | None, o: SuggestOptions) -> list[Diagnostic]:
+    """``wide_range`` when ``max_lr / base_lr`` exceeds ``o.wide_range`` (the bounds are kept)."""
+    if not (base_lr and max_lr) or max_lr / base_lr <= o.wide_range:
+        return []
+    return [
+        Diagnostic(
+            "wide_range",
+            f"max_lr / base_lr = {max_lr / base_lr:.3g}: a cycle this wide "
+            "spends much of its time at small rates; Smith's rule of thumb "
+            f"base_lr = max_lr / 4 would give {max_lr / 4:.3g}",
+        )
+    ]
+
+
 def read_curve(
     lr,
     y,
@@ -307,179 +545,30 @@ def read_curve(
     estimated) that becomes a candidate for ``max_lr``.
     """
     o = options or SuggestOptions()
-    lr = np.asarray(lr, dtype=float)
-    y = np.asarray(y, dtype=float)
-    keep = np.isfinite(y) & np.isfinite(lr)
-    if not keep.all():  # cut at the first non-finite point
-        first_bad = int(np.argmin(keep))
-        lr, y = lr[:first_bad], y[:first_bad]
-    n = len(y)
-    diags: list[Diagnostic] = []
-    if n < o.min_points:
-        diags.append(
-            Diagnostic(
-                "too_few_points",
-                f"only {n} usable points on {signal_name} (need {o.min_points}): "
-                "use more steps or evaluate more often",
-            )
-        )
-        return Reading(None, None, None, {}, diags)
-    w = odd_window(n, o.window)
-    S = local_linear(y, w)
-    sigma = _noise_sigma(y)
-    p = int(np.argmax(S))
-    S0, Sbest = float(S[0]), float(S[p])
-    rise = Sbest - S0
-    flat_limit = max(o.flat_sigmas * sigma / math.sqrt(w), 1e-9 * (1.0 + abs(Sbest)))
-    if rise <= flat_limit:
-        diags.append(
-            Diagnostic(
-                "flat",
-                f"{signal_name} does not rise above its noise over the sweep "
-                f"(rise {rise:.3g}, noise {sigma:.3g}): widen [start_lr, end_lr] "
-                "or train longer per step",
-            )
-        )
-        return Reading(None, None, None, {}, diags, smoothed=S)
-    if sigma > 0.5 * rise:
-        diags.append(
-            Diagnostic(
-                "too_noisy",
-                f"{signal_name} noise ({sigma:.3g}) is large against its rise "
-                f"({rise:.3g}): use repeats, a larger batch or more steps",
-            )
-        )
-
-    def first_reaching(frac: float) -> int:
-        return int(np.argmax(S[: p + 1] >= S0 + frac * rise))
-
-    # base_lr: where the rise starts
-    b = first_reaching(o.rise_start)
-    reasons = {
-        "base_lr": f"{signal_name} has made {o.rise_start:.0%} of its rise by lr={lr[b]:.4g}"
+    lr, y = _cut_at_non_finite(lr, y)
+    if len(y) < o.min_points:
+        return Reading(None, None, None, {}, [_too_few(len(y), o, signal_name)])
+    c = _Curve.of(lr, y, o, signal_name)
+    if c.is_flat(o):
+        return Reading(None, None, None, {}, [_flat(c)], smoothed=c.s)
+    base = c.first_reaching(o.rise_start)
+    base_reason, diags = _rise_start(c, base, o)
+    fall = read_fall(c, o, kind, stop_reason)
+    found = {
+        "fall": fall.candidate,
+        "slows": read_slows(c, o, kind, fall.fell),
+        "ragged": read_ragged(c, o, base, fall.onset),
+        "edge": read_edge(edge_lr, o),
     }
-    if b == 0:
-        diags.append(
-            Diagnostic(
-                "rising_from_start",
-                f"{signal_name} rises from the first point: "
-                "base_lr is start_lr; a lower start_lr may read a lower bound",
-            )
-        )
-        reasons["base_lr"] = (
-            f"{signal_name} rises from the first point of the sweep (lr={lr[0]:.4g})"
-        )
-    candidates: dict[str, float] = {}
-    cand_reason: dict[str, str] = {}
-
-    # falls: after the best point the curve drops by fall_drop of the rise, or the test stopped
-    after = np.nonzero(S[p + 1 :] < Sbest - o.fall_drop * rise)[0]
-    j = p + 1 + int(after[0]) if len(after) else None
-    fell = j is not None or stop_reason in ("diverged", "nan")
-    if fell:
-        end = j if j is not None else n
-        within = np.nonzero(S[p:end] >= Sbest - o.plateau_tol * rise)[0]
-        f = p + int(within[-1])
-        why = "falls" if j is not None else f"stops ({stop_reason})"
-        if kind == "loss":  # a loss shows an instability only once it has grown: back off
-            candidates["fall"] = float(lr[f] * o.backoff)
-            cand_reason["fall"] = (
-                f"{signal_name} is at its best up to lr={lr[f]:.4g} and then {why}; "
-                f"x{o.backoff:g} for the lag of a sweep"
-            )
-        else:  # Smith: max_lr where accuracy starts to fall
-            candidates["fall"] = float(lr[f])
-            cand_reason["fall"] = f"{signal_name} starts to fall at lr={lr[f]:.4g} (then {why})"
-        if p == 0:
-            diags.append(
-                Diagnostic(
-                    "fell_from_start",
-                    f"{signal_name} is best at the first point: start_lr is already too large",
-                )
-            )
-    else:
-        f = n - 1
-
-    # slows (accuracy): the rise has made slows_at of its total, and a plateau or a fall follows
-    if kind == "accuracy" and o.slows_at is not None:
-        s_idx = first_reaching(o.slows_at)
-        if fell or p - s_idx >= w:
-            candidates["slows"] = float(lr[s_idx])
-            cand_reason["slows"] = (
-                f"{signal_name}'s rise slows: {o.slows_at:.0%} of it is made by lr={lr[s_idx]:.4g}"
-            )
-
-    # ragged: local noise well above its level during the rise, for a while, and not negligible
-    mid = first_reaching(0.5)
-    noise = _rolling_noise(y, w)
-    ref = float(np.median(noise[b : p + 1])) if p > b else float(np.median(noise[: p + 1]))
-    if ref > 0:
-        hot = (noise > o.ragged_factor * ref) & (noise > o.ragged_min * rise)
-        run = max(3, w // 2)
-        for i in range(mid, f + 1):
-            if hot[i : i + run].all() and len(hot[i : i + run]) == run:
-                candidates["ragged"] = float(lr[i])
-                cand_reason["ragged"] = (
-                    f"{signal_name} turns ragged at lr={lr[i]:.4g} (local noise "
-                    f"> {o.ragged_factor:g}x its median during the rise)"
-                )
-                break
-
-    # stability edge (estimated by the caller from the blow-up)
-    if o.use_edge and edge_lr is not None and np.isfinite(edge_lr) and edge_lr > 0:
-        candidates["edge"] = float(edge_lr * o.edge_margin)
-        cand_reason["edge"] = (
-            f"the loss blew up at a rate that puts the stability edge at "
-            f"lr={edge_lr:.4g}; x{o.edge_margin:g} to stay below it"
-        )
-
-    if candidates:
-        name = min(candidates, key=candidates.get)
-        max_lr = candidates[name]
-        reasons["max_lr"] = cand_reason[name]
-    else:
-        max_lr = float(lr[p])
-        reasons["max_lr"] = (
-            f"{signal_name} still rises at the end of the sweep; best point lr={lr[p]:.4g}"
-        )
-        diags.append(
-            Diagnostic(
-                "never_fell",
-                f"{signal_name} never slowed, fell, turned ragged or diverged: "
-                "max_lr is a lower bound, raise end_lr",
-            )
-        )
-    base_lr = float(lr[b])
-    if base_lr <= 0:
-        base_lr = float(lr[lr > 0][0]) if np.any(lr > 0) else None
-    if base_lr is None or base_lr >= max_lr:
-        base_lr = max_lr / 4.0
-        reasons["base_lr"] = (
-            "max_lr / 4 (Smith's rule of thumb: the curve's rise starts above max_lr)"
-        )
-        diags.append(
-            Diagnostic(
-                "base_from_rule_of_thumb",
-                "the rise starts at or above max_lr; base_lr = max_lr / 4",
-            )
-        )
-    if max_lr / base_lr > o.wide_range:
-        diags.append(
-            Diagnostic(
-                "wide_range",
-                f"max_lr / base_lr = {max_lr / base_lr:.3g}: a cycle this wide "
-                "spends much of its time at small rates; Smith's rule of thumb "
-                f"base_lr = max_lr / 4 would give {max_lr / 4:.3g}",
-            )
-        )
-    lr_single = max(max_lr / 2.0, base_lr)
-    reasons["lr"] = (
-        "max_lr / 2 (Smith's rule of thumb: the best fixed rate is within a factor "
-        "of two of the largest that converges)"
-        if lr_single == max_lr / 2.0
-        else "base_lr (max_lr / 2 would fall below it)"
-    )
-    return Reading(base_lr, float(max_lr), float(lr_single), reasons, diags, candidates, smoothed=S)
+    candidates = {name: cand for name, cand in found.items() if cand is not None}
+    top, top_diags = _smallest(c, candidates)
+    low, low_diags = _below(Candidate(float(lr[base]), base_reason), top.lr, lr)
+    one = single_lr(low.lr, top.lr)
+    diags = _too_noisy(c) + diags + fall.diagnostics + top_diags + low_diags
+    reasons = {"base_lr": low.reason, "max_lr": top.reason, "lr": one.reason}
+    values = {name: cand.lr for name, cand in candidates.items()}
+    diags += wide_range(low.lr, top.lr, o)
+    return Reading(low.lr, top.lr, one.lr, reasons, diags, values, smoothed=c.s)
 
 
 def _block_bootstrap(resid: np.ndarray, block: int, rng: np.random.Generator) -> np.ndarray:
@@ -500,31 +589,96 @@ def bootstrap_readings(
     signal_name: str,
 ) -> list[Reading]:
     """Readings on moving-block resamples of the residuals around the centred smooth."""
-    lr = np.asarray(lr, dtype=float)
-    y = np.asarray(y, dtype=float)
-    keep = np.isfinite(y)
-    if not keep.all():
-        first_bad = int(np.argmin(keep))
-        lr, y = lr[:first_bad], y[:first_bad]
-    n = len(y)
-    if n < options.min_points or options.bootstrap == 0:
+    lr, y = _cut_at_non_finite(lr, y)
+    if len(y) < options.min_points or options.bootstrap == 0:
         return []
-    w = odd_window(n, options.window)
-    S = local_linear(y, w)
-    resid = y - S
+    w = odd_window(len(y), options.window)
+    smooth = local_linear(y, w)
+    resid = y - smooth
     rng = np.random.default_rng(options.seed)
+    return [
+        read_curve(
+            lr,
+            smooth + _block_bootstrap(resid, w, rng),
+            kind=kind,
+            stop_reason=stop_reason,
+            edge_lr=edge_lr,
+            options=options,
+            signal_name=signal_name,
+        )
+        for _ in range(int(options.bootstrap))
+    ]
+
+
+# ----------------------------------------------------------------------------- confidence
+
+
+def _pooled_reason(spread: Spread, runs: Sequence[Candidate | None]) -> str:
+    """The reason of a median over runs: the median itself, every run's value, and the reason of
+    the run nearest to it (in ``log lr``).
+
+    >>> s = Spread.of([0.1, 0.2, 0.4], "repeats")
+    >>> _pooled_reason(s, [Candidate(0.1, "a"), Candidate(0.2, "b"), Candidate(0.4, "c")])
+    'median of 3 runs = 0.2 (runs: 0.1, 0.2, 0.4); the median run: b'
+    """
+    shown = ", ".join("n/a" if r is None or not _usable(r.lr) else f"{r.lr:.4g}" for r in runs)
+    valid = [r for r in runs if r is not None and _usable(r.lr)]
+    nearest = min(valid, key=lambda r: abs(math.log(r.lr / spread.median)))
+    which = "the median run" if math.isclose(nearest.lr, spread.median) else "the nearest run"
+    return (
+        f"median of {spread.n} runs = {spread.median:.4g} (runs: {shown}); {which}: "
+        f"{nearest.reason}"
+    )
+
+
+def _pool(
+    runs: Sequence[Candidate | None], method: str, use_median: bool
+) -> tuple[Candidate | None, Spread | None]:
+    """One reading over runs (``runs[0]`` is the primary) and its spread over ``runs[1:]`` for a
+    bootstrap, or over all runs, whose median it then reports, for repeats."""
+    primary = runs[0]
+    replicates = runs if use_median else runs[1:]
+    spread = Spread.of([r.lr if r else None for r in replicates], method) if replicates else None
+    if not use_median or spread is None:
+        return primary, spread
+    return Candidate(spread.median, _pooled_reason(spread, runs)), spread
+
+
+def _candidate(lr: float | None, reason: str) -> Candidate | None:
+    return None if lr is None else Candidate(lr, reason)
+
+
+def _bounds_of(reading: Reading) -> dict[str, Candidate | None]:
+    return {
+        key: _candidate(getattr(reading, key), reading.reasons.get(key, "n/a")) for key in BOUNDS
+    }
+
+
+def _uncrossed(values: dict[str, Candidate | None]) -> None:
+    """Medians of the bounds taken separately may cross: fall back to Smith's ``max_lr / 4``."""
+    low, top = values["base_lr"], values["max_lr"]
+    if low is not None and top is not None and low.lr >= top.lr:
+        values["base_lr"] = Candidate(top.lr / 4.0, "max_lr / 4 (medians crossed)")
+
+
+def _confidence_diagnostics(
+    replicates: Sequence[Reading], spread: Spread | None, method: str, o: SuggestOptions
+) -> list[Diagnostic]:
     out = []
-    for _ in range(int(options.bootstrap)):
-        y_star = S + _block_bootstrap(resid, w, rng)
+    failed = sum(1 for r in replicates if r.max_lr is None)
+    if failed:
         out.append(
-            read_curve(
-                lr,
-                y_star,
-                kind=kind,
-                stop_reason=stop_reason,
-                edge_lr=edge_lr,
-                options=options,
-                signal_name=signal_name,
+            Diagnostic(
+                "unstable_reading",
+                f"{failed} of {len(replicates)} {method} readings gave no bounds",
+            )
+        )
+    if spread is not None and spread.log10_iqr > o.noisy_log10_iqr:
+        out.append(
+            Diagnostic(
+                "too_noisy",
+                f"max_lr varies by a factor {10**spread.log10_iqr:.2g} "
+                f"(interquartile, {method}): the reading is uncertain",
             )
         )
     return out
@@ -539,106 +693,73 @@ def combine(
     options: SuggestOptions,
     n_runs: int = 1,
     use_median: bool = False,
+    fastai: Sequence[Mapping[str, FastaiReading]] = (),
 ) -> Suggestion:
-    """Attach spreads (and, for repeats, median point estimates) to a reading."""
+    """Attach spreads to a reading: over bootstrap ``replicates`` of it, or (``use_median``) over
+    repeats, whose medians are then reported; ``replicates`` then holds every run, ``primary``
+    first, and ``fastai`` each run's fastai readings (else the primary's alone)."""
+    runs = list(replicates) if use_median else [primary, *replicates]
+    per_run = [_bounds_of(r) for r in runs]
+    values: dict[str, Candidate | None] = {}
     spread: dict[str, Spread | None] = {}
-    values: dict[str, float | None] = {
-        "base_lr": primary.base_lr,
-        "max_lr": primary.max_lr,
-        "lr": primary.lr,
-    }
-    reasons = dict(primary.reasons)
-    diags = list(primary.diagnostics)
-    for key in ("base_lr", "max_lr", "lr"):
-        vals = [getattr(r, key) for r in replicates]
-        spread[key] = Spread.of(vals, method) if replicates else None
-        if use_median and spread[key] is not None:
-            values[key] = spread[key].median
-            reasons[key] = (
-                f"median of {spread[key].n} runs; first run: {primary.reasons.get(key, 'n/a')}"
-            )
-    if (
-        use_median
-        and values["base_lr"] is not None
-        and values["max_lr"] is not None
-        and values["base_lr"] >= values["max_lr"]
-    ):
-        values["base_lr"] = values["max_lr"] / 4.0
-        reasons["base_lr"] = "max_lr / 4 (medians crossed)"
-    diags = [d for d in diags if d.code != "wide_range"]  # re-judged on the reported values
-    if (
-        values["base_lr"]
-        and values["max_lr"]
-        and values["max_lr"] / values["base_lr"] > options.wide_range
-    ):
-        ratio = values["max_lr"] / values["base_lr"]
-        diags.append(
-            Diagnostic(
-                "wide_range",
-                f"max_lr / base_lr = {ratio:.3g}: a cycle this wide spends much "
-                "of its time at small rates; Smith's rule of thumb base_lr = "
-                f"max_lr / 4 would give {values['max_lr'] / 4:.3g}",
-            )
-        )
+    for key in BOUNDS:
+        values[key], spread[key] = _pool([b[key] for b in per_run], method, use_median)
+    if use_median:
+        _uncrossed(values)
+    for key in FASTAI_READINGS if fastai else ():
+        found = [_candidate(f[key].lr, f[key].reason) for f in fastai]
+        pooled, spread[key] = _pool(found, "repeats", use_median=len(found) > 1)
+        values[key] = pooled or Candidate(math.nan, fastai[0][key].reason)
+    reasons = {k: v.reason for k, v in values.items() if v is not None}
+    number = {k: (None if v is None or not _usable(v.lr) else v.lr) for k, v in values.items()}
+    diags = [d for d in primary.diagnostics if d.code != "wide_range"]
+    diags += wide_range(number["base_lr"], number["max_lr"], options)  # on the reported values
     if replicates:
-        failed = sum(1 for r in replicates if r.max_lr is None)
-        if failed:
-            diags.append(
-                Diagnostic(
-                    "unstable_reading",
-                    f"{failed} of {len(replicates)} {method} readings gave no bounds",
-                )
-            )
-        s = spread.get("max_lr")
-        if (
-            s is not None
-            and s.log10_iqr > options.noisy_log10_iqr
-            and "too_noisy" not in [d.code for d in diags]
-        ):
-            diags.append(
-                Diagnostic(
-                    "too_noisy",
-                    f"max_lr varies by a factor {10**s.log10_iqr:.2g} "
-                    f"(interquartile, {method}): the reading is uncertain",
-                )
-            )
+        extra = _confidence_diagnostics(replicates, spread.get("max_lr"), method, options)
+        diags += [d for d in extra if d.code not in {x.code for x in diags}]
     return Suggestion(
-        values["base_lr"],
-        values["max_lr"],
-        values["lr"],
+        number["base_lr"],
+        number["max_lr"],
+        number["lr"],
         reasons,
         spread,
         diags,
         signal,
         dict(primary.candidates),
         n_runs,
+        fastai={k: number[k] for k in FASTAI_READINGS if k in number},
     )
 
 
 def validate_signal(signal: str) -> str:
-    if signal not in SIGNALS:
-        raise ConfigError(f"signal must be one of {', '.join(SIGNALS)}, got {signal!r}")
-    return signal
+    return validate.choice(signal, "signal", SIGNAL_CHOICES)
+
+
+def _known_options(names) -> None:
+    unknown = set(names) - set(SuggestOptions.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(
+            f"unknown suggest option(s) {sorted(unknown)}; allowed: "
+            f"{', '.join(SuggestOptions.__dataclass_fields__)}"
+        )
 
 
 def options_from(
     options: SuggestOptions | Mapping[str, Any] | None, **overrides: Any
 ) -> SuggestOptions:
+    """``options`` (None, a SuggestOptions or a dict of its fields) with ``overrides`` applied
+    (None values ignored)."""
     if options is None:
         base = SuggestOptions()
     elif isinstance(options, SuggestOptions):
         base = options
     elif isinstance(options, Mapping):
-        unknown = set(options) - set(SuggestOptions.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(
-                f"unknown suggest option(s) {sorted(unknown)}; allowed: "
-                f"{', '.join(SuggestOptions.__dataclass_fields__)}"
-            )
+        _known_options(options)
         base = SuggestOptions(**options)
     else:
         raise ConfigError(
             f"options must be a SuggestOptions or a dict, got {type(options).__name__}"
         )
+    _known_options(overrides)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return replace(base, **overrides) if overrides else base
