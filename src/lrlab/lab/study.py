@@ -608,20 +608,23 @@ def parse_study(
     epochs: int | None = None,
     base_dir: str | Path | None = None,
     settings: Mapping[str, Any] | None = None,
+    trial_fn: Callable | None = None,
 ) -> Study:
     """Validate a study read from TOML (a dict) and expand it.
 
     ``seeds`` / ``epochs`` / ``settings`` override the file's values (quick runs); ``base_dir``
     is where a relative ``data_dir`` is taken from, and the folder user code is imported from.
-    Every error is a one-line ConfigError starting with ``source``.
+    ``trial_fn`` is the object ``trial`` names, when the caller has it (:func:`lrlab.lab.compare`):
+    its signature is checked instead of importing it. Every error is a one-line ConfigError
+    starting with ``source``.
     """
     try:
-        return _parse(data, name, seeds, epochs, base_dir, settings, source)
+        return _parse(data, name, seeds, epochs, base_dir, settings, source, trial_fn)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def _parse(data, name, seeds, epochs, base_dir, settings, source) -> Study:
+def _parse(data, name, seeds, epochs, base_dir, settings, source, trial_fn=None) -> Study:
     values = _read_fields(data)
     _apply_overrides(values, seeds, epochs, settings)
     values["name"] = values["name"] or _study_name(name or "study", "name (the file name)")
@@ -637,15 +640,19 @@ def _parse(data, name, seeds, epochs, base_dir, settings, source) -> Study:
             f"baseline {baseline!r} is not a schedule of this study"
             f"{did_you_mean(str(baseline), entries)}; allowed: {', '.join(entries)}"
         )
-    study = _study_value(values, source, code_dir, entries, baseline, *_objective(values))
+    objective = _objective(values)
+    study = _study_value(values, source, code_dir, entries, baseline, *objective, trial_fn)
     return dataclasses.replace(study, cells=tuple(_cells(study)))
 
 
-def _study_value(values, source, code_dir, entries, baseline, objective, mode) -> Study:
-    from lrlab.lab.trial import load_user_callable
+def _study_value(values, source, code_dir, entries, baseline, objective, mode, trial_fn) -> Study:
+    from lrlab.lab.trial import check_signature, load_user_callable
 
     if values["trial"] is not None:
-        load_user_callable(values["trial"], "trial", code_dir, "the trial")
+        if trial_fn is not None:
+            check_signature(trial_fn, "trial", values["trial"], "the trial")
+        else:
+            load_user_callable(values["trial"], "trial", code_dir, "the trial")
         numeric = _numeric_settings(values["settings"])
         epochs = int(numeric.get("epochs", 1)) if float(numeric.get("epochs", 1)) >= 1 else 1
         ipe = (
