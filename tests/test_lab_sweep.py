@@ -384,3 +384,21 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(tmp_path):
     for key in before:  # committed before the kill: never run again
         assert executions.count(key) == 1 and attempts[key] == 1
     assert max(executions.count(k) for k in executions) <= 2  # at most the ones in flight re-ran
+
+
+def test_a_subset_of_cells_trains_only_those(tmp_path):
+    from lrlab.lab.sweep import cell_trainer
+
+    study = fake_study(tmp_path, seeds=4)
+    with Store(tmp_path / "r.sqlite") as store:
+        train_cells = cell_trainer(study, store, workers=0, trial_fn=fake_trial, progress=False)
+        first = train_cells([("a", 0), ("b", 0)])
+        assert (first.total, first.ran) == (2, 2)
+        assert {(t.schedule, t.seed) for t in store.study_trials(study.name)} == {
+            ("a", 0),
+            ("b", 0),
+        }
+        more = train_cells([("a", 0), ("a", 1), ("a", 2)])
+        assert (more.skipped, more.ran) == (1, 2)
+        with pytest.raises(ConfigError, match=r"cells: \('c', 0\) is not a"):
+            train_cells([("c", 0)])

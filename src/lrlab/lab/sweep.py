@@ -746,3 +746,17 @@ def _sweep_rounds(run: _Run, executor, todo, batch_trials, limit, bar, names, st
                 )
         if len(run.attempted) == before:  # nothing claimable: others hold the rest
             time.sleep(poll)
+
+
+def cell_trainer(
+    study, store: Store, **options: Any
+) -> Callable[[list[tuple[str, int]]], SweepSummary]:
+    """``train_cells(cells)``: train the given ``(schedule, seed)`` cells of ``study`` into
+    ``store`` (:func:`run_sweep` with ``cells=``; ``options`` are its other keywords). What a
+    seeds-until-decided loop calls to add seeds where a comparison is still undecided; load the
+    study with the largest number of seeds it may use."""
+
+    def train_cells(cells: list[tuple[str, int]]) -> SweepSummary:
+        return run_sweep(study, store, cells=cells, **options)
+
+    return train_cells
