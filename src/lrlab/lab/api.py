@@ -191,10 +191,6 @@ def compare(
 
     Resumable like ``lrlab compare``: a second call with the same arguments trains nothing.
     """
-    from lrlab.lab.report import build_report, table_rows, write_report
-    from lrlab.lab.store import Store
-    from lrlab.lab.sweep import make_executor, run_sweep
-
     inline = executor == "local" and workers == 0
     seed_value = list(seeds) if seeds is not None and not isinstance(seeds, int) else seeds
     options = {"objective": objective, "mode": mode, "baseline": baseline, "name": name}
@@ -207,12 +203,20 @@ def compare(
         settings=settings,
         options=options,
     )
-    out_dir = Path(out) if out is not None else Path("lrlab-out") / study.name
-    db_path = Path(db) if db is not None else out_dir / "results.sqlite"
     kwargs: dict[str, Any] = {"workers": workers, "device": device, "threads": threads}
     if inline:
         kwargs["user_fn"] = user_fn
-    runner = make_executor(executor, **kwargs, **executor_options)
+    return _run(study, out, db, executor, {**kwargs, **executor_options}, progress)
+
+
+def _run(study, out, db, executor: str, kwargs: dict, progress: bool) -> CompareResult:
+    from lrlab.lab.report import build_report, table_rows, write_report
+    from lrlab.lab.store import Store
+    from lrlab.lab.sweep import make_executor, run_sweep
+
+    out_dir = Path(out) if out is not None else Path("lrlab-out") / study.name
+    db_path = Path(db) if db is not None else out_dir / "results.sqlite"
+    runner = make_executor(executor, **kwargs)
     try:
         with Store(db_path) as store:
             summary = run_sweep(study, store, executor=runner, progress=progress)

@@ -686,6 +686,7 @@ def run_sweep(
             "local", workers=workers, trial_fn=trial_fn, device=device, threads=threads
         )
     todo = [c for c in unique if c.key not in finished_before]
+    counts = run.counts
     bar = _start_bar(progress, console, study, len(unique), len(todo))
     heartbeat = _Heartbeat(store.path, run.owner, run.lease)
     try:
@@ -697,17 +698,10 @@ def run_sweep(
             bar.stop()
         if own_executor:
             executor.close()
-    return SweepSummary(
-        study=study.name,
-        total=len(unique),
-        skipped=len(finished_before),
-        ran=sum(run.counts.values()),
-        done=run.counts[TrialStatus.DONE],
-        diverged=run.counts[TrialStatus.DIVERGED],
-        failed=run.counts[TrialStatus.FAILED],
-        seconds=time.perf_counter() - start,
-        by_others=by_others,
-    )
+    done, diverged, failed = (counts[s] for s in TrialStatus)
+    seconds = time.perf_counter() - start
+    total, skipped, ran = len(unique), len(finished_before), sum(counts.values())
+    return SweepSummary(study.name, total, skipped, ran, done, diverged, failed, seconds, by_others)
 
 
 def _start_bar(progress: bool, console, study, total: int, todo: int) -> _Progress | None:
