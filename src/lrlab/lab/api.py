@@ -193,8 +193,8 @@ def compare(
     """
     inline = executor == "local" and workers == 0
     seed_value = list(seeds) if seeds is not None and not isinstance(seeds, int) else seeds
-    options = {"objective": objective, "mode": mode, "baseline": baseline, "name": name}
-    options["time_limit"] = time_limit
+    options: dict[str, Any] = {"objective": objective, "mode": mode, "baseline": baseline}
+    options.update(name=name, time_limit=time_limit)
     study, user_fn = _load(
         train,
         study_or_schedules,

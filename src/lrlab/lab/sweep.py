@@ -176,7 +176,7 @@ def execute_unit(
             ]
         except Exception as exc:  # a failing batch is recorded, never fatal to the sweep
             return [(None, one_line(exc))] * len(specs)
-    out = []
+    out: list[tuple[Any, str | None]] = []
     for spec in specs:
         ticker = None if tick is None else _ticker(tick, spec.key())
         try:
@@ -338,7 +338,7 @@ class LocalExecutor:
         if start_method is None:
             methods = multiprocessing.get_all_start_methods()
             start_method = "forkserver" if "forkserver" in methods else "spawn"
-        self.context = multiprocessing.get_context(start_method)
+        self.context: Any = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             self.context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
         self._pool: list[_Worker] = []
@@ -394,10 +394,11 @@ class LocalExecutor:
             return []
         out = []
         now = time.monotonic()
-        for worker in [w for w in self._pool if w.unit is not None]:
-            if now - worker.started > time_limit * len(worker.unit):
+        for worker in list(self._pool):
+            unit = worker.unit
+            if unit is not None and now - worker.started > time_limit * len(unit):
                 error = f"TimeLimitExceeded: ran past its time limit of {time_limit:g} s"
-                out += [Outcome(spec, None, error) for spec in worker.unit]
+                out += [Outcome(spec, None, error) for spec in unit]
                 self._stop_worker(worker)
         return out
 
