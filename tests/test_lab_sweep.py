@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
@@ -27,7 +28,6 @@ from lrlab.lab.sweep import (
     run_sweep,
 )
 from lrlab.lab.trainer import EpochRecord, TrialResult
-from lrlab.policies import convergence_epoch
 
 FAIL_LR = 0.0123  # the fake trial raises for this learning rate
 DIVERGE_LR = 9.0  # ... and diverges for this one
@@ -108,9 +108,9 @@ def test_inline_sweep_records_every_trial_and_a_rerun_skips_them(tmp_path):
         assert {(t.schedule, t.seed) for t in trials} == {(s, k) for s in "ab" for k in (0, 1)}
         for t in trials:
             expected = fake_trial(next(c.spec for c in study.cells if c.key == t.key))
-            assert t.status == "done" and t.final_test_acc == expected.final_test_acc
-            assert t.epochs["val_acc"] == [e.val_acc for e in expected.epochs]
-            assert t.convergence_epoch == convergence_epoch(t.epochs["val_acc"])
+            assert t.status == "done" and t.final["test_acc"] == expected.final_test_acc
+            assert t.metrics["val_acc"] == [e.val_acc for e in expected.epochs]
+            assert t.epochs == [e.epoch for e in expected.epochs]
         again = run_sweep(study, store, workers=0, trial_fn=fake_trial, progress=False)
         assert (again.ran, again.skipped) == (0, 4)
         assert set(store.attempts().values()) == {1}
@@ -137,7 +137,9 @@ def test_failing_and_diverging_trials_do_not_stop_the_sweep(tmp_path):
         by = {(t.schedule, t.seed): t for t in store.study_trials(study.name)}
         assert by[("boom", 0)].status == "failed"
         assert by[("boom", 0)].error == "ValueError: fake failure"  # one line
-        assert by[("nan", 1)].status == "diverged" and by[("nan", 1)].diverged
+        assert by[("nan", 1)].status == "diverged" and math.isnan(
+            by[("nan", 1)].metrics["train_loss"][0]
+        )
         # a rerun retries the failed trials only (diverged ones are finished results)
         again = run_sweep(study, store, workers=0, trial_fn=fake_trial, progress=False)
         assert (again.ran, again.failed) == (2, 2)
@@ -168,7 +170,7 @@ def test_worker_processes_exceptions_and_a_dying_worker(tmp_path):
             by = {t.schedule: t for t in store.study_trials(study.name)}
             assert (summary.done, summary.failed) == (2, 2)
             assert by["boom"].error == "ValueError: fake failure"
-            assert by["die"].error.startswith("BrokenProcessPool")
+            assert by["die"].error.startswith("WorkerDied: the worker process died (exit code 3)")
             assert by["a"].status == by["b"].status == "done"
             again = run_sweep(study, store, executor=executor, progress=False)  # pool restarted
         finally:
@@ -183,10 +185,11 @@ class ListExecutor:
     def __init__(self, **kwargs):
         self.kwargs, self.seen = kwargs, []
 
-    def run(self, specs):
-        for spec in specs:
-            self.seen.append(spec.key())
-            yield Outcome(spec, fake_trial(spec))
+    def run(self, units, *, on_epoch=None, time_limit=None):
+        for unit in units:
+            for spec in unit:
+                self.seen.append(spec.key())
+                yield Outcome(spec, fake_trial(spec))
 
     def close(self):
         pass
@@ -242,16 +245,16 @@ def rows(store, study):
     """Everything the store holds about a study's trials except timings."""
     out = {}
     for t in store.study_trials(study):
-        epochs = {k: v for k, v in t.epochs.items() if k != "seconds"}
+        metrics = {k: v for k, v in t.metrics.items() if k != "seconds"}
         out[(t.schedule, t.seed)] = (
             t.key,
             t.status,
-            t.best_epoch,
-            t.best_val_loss,
-            t.best_test_acc,
-            t.final_test_acc,
-            t.convergence_epoch,
-            epochs,
+            t.final["best_epoch"],
+            t.final["best_val_loss"],
+            t.final["best_test_acc"],
+            t.final["test_acc"],
+            t.epochs,
+            metrics,
         )
     return out
 
@@ -270,9 +273,9 @@ def test_tiny_real_study_end_to_end_and_same_seed_same_numbers(tmp_path):
     text = paths["report"].read_text()
     assert all(f"| {name} |" in text for name in study.schedules)
     assert [s.n for s in report.stats] == [2, 2, 2]
-    for key, (_, status, best_epoch, _, best, final, _, epochs) in reference.items():
+    for _key, (_, status, best_epoch, _, _best, final, epochs, metrics) in reference.items():
         assert status == "done" and 1 <= best_epoch <= 2 and 0 < final <= 1
-        assert epochs["epoch"] == [1, 2] and all(0 < a <= 1 for a in epochs["val_acc"])
+        assert epochs == [1, 2] and all(0 < a <= 1 for a in metrics["val_acc"])
     # the same specs trained again, in this process instead of workers: identical numbers
     with Store(tmp_path / "inline.sqlite") as inline:
         run_sweep(load_study(path), inline, workers=0, progress=False)
@@ -381,3 +384,66 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(tmp_path):
     for key in before:  # committed before the kill: never run again
         assert executions.count(key) == 1 and attempts[key] == 1
     assert max(executions.count(k) for k in executions) <= 2  # at most the ones in flight re-ran
+
+
+def test_a_subset_of_cells_trains_only_those(tmp_path):
+    from lrlab.lab.sweep import cell_trainer
+
+    study = fake_study(tmp_path, seeds=4)
+    with Store(tmp_path / "r.sqlite") as store:
+        train_cells = cell_trainer(study, store, workers=0, trial_fn=fake_trial, progress=False)
+        first = train_cells([("a", 0), ("b", 0)])
+        assert (first.total, first.ran) == (2, 2)
+        assert {(t.schedule, t.seed) for t in store.study_trials(study.name)} == {
+            ("a", 0),
+            ("b", 0),
+        }
+        more = train_cells([("a", 0), ("a", 1), ("a", 2)])
+        assert (more.skipped, more.ran) == (1, 2)
+        with pytest.raises(ConfigError, match=r"cells: \('c', 0\) is not a"):
+            train_cells([("c", 0)])
+
+
+def not_a_result(spec, *, device=None, threads=1):
+    return {"acc": 0.5}
+
+
+def test_a_trial_that_returns_something_else_than_a_result_fails_only_itself(tmp_path):
+    study = fake_study(tmp_path, seeds=1)
+    with Store(tmp_path / "r.sqlite") as store:
+        summary = run_sweep(study, store, workers=0, trial_fn=not_a_result, progress=False)
+        errors = {t.error for t in store.study_trials(study.name)}
+    assert summary.failed == 2 and errors == {
+        "TypeError: the trial returned a dict, not a TrialResult or MetricsResult"
+    }
+
+
+def test_batched_units_go_to_the_batched_trainer_and_are_recorded_one_by_one(tmp_path, monkeypatch):
+    """The hook for lrlab.lab.batched: units of up to K specs with the same batch_key go to
+    train_trials as one call; each trial is claimed and recorded on its own."""
+    import types
+
+    calls = []
+
+    def train_trials(specs, *, device=None, threads=1):
+        calls.append([s.key() for s in specs])
+        return [fake_trial(s) for s in specs]
+
+    fake = types.ModuleType("lrlab.lab.batched")
+    fake.train_trials = train_trials
+    fake.batch_key = lambda spec: spec.schedule["lr"] > 0.07  # two groups: a and b
+    monkeypatch.setitem(sys.modules, "lrlab.lab.batched", fake)
+    study = fake_study(tmp_path, seeds=4)
+    with Store(tmp_path / "r.sqlite") as store:
+        summary = run_sweep(study, store, workers=0, batch_trials=3, progress=False)
+        assert (summary.done, summary.failed) == (8, 0)
+        assert set(store.attempts().values()) == {1}
+        trials = store.study_trials(study.name)
+    # 4 per group in units of at most 3; a unit of one trial is trained one by one (the trainer)
+    assert sorted(map(len, calls)) == [3, 3]
+    for keys in calls:
+        assert len({next(c.schedule for c in study.cells if c.key == k) for k in keys}) == 1
+    batched = {k for keys in calls for k in keys}
+    assert {t.final["test_acc"] for t in trials if t.key in batched} == {
+        fake_trial(c.spec).final_test_acc for c in study.cells if c.key in batched
+    }

@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrlab.errors import ConfigError, unknown_name_error
+from lrlab.errors import ConfigError, LrlabError, one_line, unknown_name_error
 
 # --------------------------------------------------------------------------------------------
 # MNIST-1D reference models (greydanus/mnist1d, notebooks/models.py)
@@ -192,6 +193,13 @@ class ModelInfo:
     check: Callable[[tuple[int, ...]], str | None]
 
 
+def _resnet_builder(depth: int) -> Callable[[tuple[int, ...], int], nn.Module]:
+    def build(shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return CifarResNet(depth, cast(tuple[int, int, int], shape), num_classes)
+
+    return build
+
+
 def _check_any(shape: tuple[int, ...]) -> str | None:
     return None
 
@@ -231,14 +239,14 @@ MODELS: dict[str, ModelInfo] = {
     "cnn28": ModelInfo(
         "cnn28",
         "small 2-stage CNN (32, 64 channels, max-pool) + 128-unit MLP, for 28x28 images",
-        lambda shape, k: SmallCNN(shape, k),
+        lambda shape, k: SmallCNN(cast(tuple[int, int, int], shape), k),
         _check_image(4),
     ),
     **{
         f"resnet{d}": ModelInfo(
             f"resnet{d}",
             f"CIFAR ResNet-{d} (He et al. 2016, option A shortcuts)",
-            lambda shape, k, d=d: CifarResNet(d, shape, k),
+            _resnet_builder(d),
             _check_image(4),
         )
         for d in (20, 56, 110)
@@ -289,3 +297,26 @@ def compatible_models(input_shape: tuple[int, ...]) -> list[str]:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_any_model(name: str, task, *, code_dir: str | None = None) -> nn.Module:
+    """A built-in model by name (:func:`build_model`), or the user's: ``module:attribute`` names
+    a class or function called with the :class:`~lrlab.lab.tasks.Task`, returning an
+    ``nn.Module``. Uses the global torch RNG: seed it first."""
+    from lrlab.lab.contract import is_code_ref
+    from lrlab.lab.trial import load_user_callable
+
+    if not is_code_ref(name):
+        return build_model(name, task)
+    make = load_user_callable(name, "model", code_dir, "the task")
+    try:
+        model = make(task)
+    except LrlabError:
+        raise
+    except Exception as exc:
+        raise LrlabError(f"model: {name}(task) raised {one_line(exc)}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model: {name}(task) returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model

@@ -30,96 +30,51 @@ Design choices, and why:
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from lrlab.errors import ConfigError, unknown_name_error
+from lrlab.errors import ConfigError
+from lrlab.lab.contract import (
+    LR_INTERVALS,
+    OPTIMIZER_DEFAULTS,
+    TRAINER_VERSION,
+    EpochRecord,
+    TrialResult,
+    TrialSpec,
+    normalize_optimizer,
+)
 
-#: Part of every :meth:`TrialSpec.key`. Bump it when a change to the trainer changes the numbers a
-#: spec produces, so that stored results of the old trainer are not mistaken for new ones.
-TRAINER_VERSION = 1
+__all__ = [
+    "EVAL_BATCH_SIZE",
+    "LR_INTERVALS",
+    "OPTIMIZER_DEFAULTS",
+    "TRAINER_VERSION",
+    "EpochRecord",
+    "TrialResult",
+    "TrialSpec",
+    "derive_seed",
+    "evaluate",
+    "make_optimizer",
+    "normalize_optimizer",
+    "rank_and_world",
+    "resolve_device",
+    "steps_per_epoch",
+    "train_trial",
+]
+
 #: Evaluation batch size (no gradients, so larger than training batches; BN is in eval mode, so
 #: the results do not depend on it).
 EVAL_BATCH_SIZE = 1024
-LR_INTERVALS = ("step", "epoch")
 
 # --------------------------------------------------------------------------------------------
 # Optimizers
-
-#: Allowed keys of each optimizer type and their defaults (torch's, except where noted).
-OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
-    "adam": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},
-    "adamw": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False},
-}
-
-
-def _default_optimizer() -> dict[str, Any]:
-    return {"type": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
-
-
-def _real(value: Any, where: str, *, lo: float = 0.0, hi: float | None = None) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < lo or (hi is not None and value >= hi):
-        allowed = f">= {lo}" + (f" and < {hi}" if hi is not None else "")
-        raise ConfigError(f"{where} must be a finite number {allowed}, got {value!r}")
-    return float(value)
-
-
-def normalize_optimizer(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate an optimizer config and fill in every default.
-
-    The result is explicit (``{"type": "sgd", "momentum": 0.9, "dampening": 0.0, ...}``), so two
-    configs that train identically have the same canonical JSON, hence the same trial key.
-    ``lr`` is refused: the learning rate always comes from the schedule.
-    """
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"optimizer must be a dict with a 'type' key, got {config!r}")
-    kind = config.get("type")
-    if kind not in OPTIMIZER_DEFAULTS:
-        raise unknown_name_error("optimizer.type", kind, OPTIMIZER_DEFAULTS)
-    allowed = OPTIMIZER_DEFAULTS[kind]
-    out: dict[str, Any] = {"type": kind}
-    for key, value in config.items():
-        if key == "type":
-            continue
-        if key == "lr":
-            raise ConfigError(
-                "optimizer.lr is not allowed: the learning rate comes from the schedule"
-            )
-        if key not in allowed:
-            raise unknown_name_error(f"optimizer key for {kind!r}", key, allowed)
-        out[key] = value
-    for key, default in allowed.items():
-        out.setdefault(key, copy.deepcopy(default))
-    for key in ("nesterov", "amsgrad"):
-        if key in out and not isinstance(out[key], bool):
-            raise ConfigError(f"optimizer.{key} must be true or false, got {out[key]!r}")
-    for key in ("weight_decay", "dampening"):
-        if key in out:
-            out[key] = _real(out[key], f"optimizer.{key}")
-    if "momentum" in out:
-        out["momentum"] = _real(out["momentum"], "optimizer.momentum", hi=1.0)
-    if "eps" in out:
-        out["eps"] = _real(out["eps"], "optimizer.eps")
-    if "betas" in out:
-        betas = out["betas"]
-        if not isinstance(betas, list | tuple) or len(betas) != 2:
-            raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {betas!r}")
-        out["betas"] = [_real(b, "optimizer.betas", hi=1.0) for b in betas]
-    if kind == "sgd" and out["nesterov"] and (out["momentum"] <= 0 or out["dampening"] != 0):
-        raise ConfigError("optimizer.nesterov needs momentum > 0 and dampening 0")
-    return out
 
 
 def make_optimizer(params, config: Mapping[str, Any]) -> torch.optim.Optimizer:
@@ -134,182 +89,6 @@ def make_optimizer(params, config: Mapping[str, Any]) -> torch.optim.Optimizer:
 
 
 # --------------------------------------------------------------------------------------------
-# The trial spec
-
-
-def _json_copy(value: Any, where: str) -> Any:
-    """A deep, JSON-normalised copy (tuples become lists): what is hashed is what is stored."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where} must be plain JSON data (no NaN/inf): {exc}") from None
-
-
-def _int(value: Any, where: str, lo: int, hi: int | None = None) -> int:
-    ok = (
-        isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
-    )
-    if not ok or value < lo or (hi is not None and value >= hi):
-        rng = f">= {lo}" + (f" and < {hi}" if hi is not None else "")
-        raise ConfigError(f"{where} must be an integer {rng}, got {value!r}")
-    return int(value)
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything that determines one training run.
-
-    ``schedule`` is a schedule or policy config dict for :func:`lrlab.from_config` (a
-    :class:`~lrlab.schedules.Schedule` object is accepted and stored as its config). Its time
-    unit is iterations when ``lr_interval == "step"`` and epochs when ``"epoch"``.
-    The constructor validates every field (unknown task / model / optimizer keys, a model that
-    does not fit the task) so that a bad study fails before its first trial runs.
-    """
-
-    task: str
-    model: str
-    schedule: dict
-    epochs: int
-    batch_size: int
-    seed: int
-    optimizer: dict = field(default_factory=_default_optimizer)
-    lr_interval: str = "step"
-    data_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        from lrlab.lab.models import check_model
-        from lrlab.lab.tasks import task_info
-
-        info = task_info(self.task)
-        check_model(self.model, info)
-        schedule = self.schedule
-        if hasattr(schedule, "to_config"):
-            schedule = schedule.to_config()
-        if not isinstance(schedule, Mapping) or "type" not in schedule:
-            raise ConfigError(f"schedule must be a config dict with a 'type' key, got {schedule!r}")
-        _set = object.__setattr__
-        _set(self, "schedule", _json_copy(dict(schedule), "schedule"))
-        _set(self, "epochs", _int(self.epochs, "epochs", 1))
-        _set(self, "batch_size", _int(self.batch_size, "batch_size", 1))
-        _set(self, "seed", _int(self.seed, "seed", 0, 2**63))
-        _set(self, "optimizer", normalize_optimizer(self.optimizer))
-        if self.lr_interval not in LR_INTERVALS:
-            raise unknown_name_error("lr_interval", self.lr_interval, LR_INTERVALS)
-        if self.data_dir is not None:
-            if not isinstance(self.data_dir, str | Path):
-                raise ConfigError(f"data_dir must be a path or null, got {self.data_dir!r}")
-            _set(self, "data_dir", str(self.data_dir))
-
-    def __hash__(self) -> int:  # the dict fields are unhashable; the key identifies the trial
-        return hash(self.key())
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain JSON-able dict of every field (defaults included)."""
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
-        """The inverse of :meth:`to_dict`; unknown or missing keys are a ConfigError."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"a trial spec must be a dict, got {type(d).__name__}")
-        names = [f.name for f in fields(cls)]
-        for key in d:
-            if key not in names:
-                raise unknown_name_error("trial spec key", key, names)
-        required = [
-            f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
-        ]
-        missing = [k for k in required if k not in d]
-        if missing:
-            raise ConfigError(
-                f"trial spec: missing required key(s) {', '.join(map(repr, missing))}"
-            )
-        return cls(**dict(d))
-
-    def canonical_json(self) -> str:
-        """The JSON the key hashes: sorted keys, no spaces, without ``data_dir`` (where the files
-        are does not change what is computed), plus :data:`TRAINER_VERSION`."""
-        d = self.to_dict()
-        d.pop("data_dir")
-        d["trainer_version"] = TRAINER_VERSION
-        return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-    def key(self) -> str:
-        """A stable 16-hex-digit id of this trial (SHA-256 of :meth:`canonical_json`)."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class EpochRecord:
-    """One epoch. ``epoch`` counts from 1 (the record after the first epoch of training).
-
-    ``train_loss`` / ``train_acc`` average the epoch's mini-batches (while the model changes, in
-    train mode); ``val_*`` / ``test_*`` are one evaluation after the epoch (eval mode).
-    Accuracies are fractions in [0, 1]. ``lr`` is the mean of the learning rates the optimizer
-    actually used at the epoch's steps, ``lr_min`` / ``lr_max`` their range. ``seconds`` is the
-    epoch's training plus evaluation time.
-    """
-
-    epoch: int
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    test_loss: float
-    test_acc: float
-    lr: float
-    lr_min: float
-    lr_max: float
-    seconds: float
-
-
-@dataclass
-class TrialResult:
-    """The outcome of :func:`train_trial`.
-
-    ``best_epoch`` is the epoch (from 1) with the lowest finite validation loss and
-    ``best_test_acc`` the test accuracy there; when no epoch had a finite validation loss they
-    are 0, ``inf`` and ``nan``. ``final_test_acc`` is the last epoch's (also of a diverged trial).
-    ``best_state`` (the best epoch's weights, on the CPU) is only filled when
-    ``train_trial(..., keep_best_state=True)``; it is left out of :meth:`to_dict`.
-    """
-
-    spec: TrialSpec
-    epochs: list[EpochRecord]
-    diverged: bool
-    best_epoch: int
-    best_val_loss: float
-    best_test_acc: float
-    final_test_acc: float
-    wall_time: float
-    best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict (spec as its dict, epochs as dicts, no weights)."""
-        return {
-            "spec": self.spec.to_dict(),
-            "epochs": [asdict(e) for e in self.epochs],
-            "diverged": self.diverged,
-            "best_epoch": self.best_epoch,
-            "best_val_loss": self.best_val_loss,
-            "best_test_acc": self.best_test_acc,
-            "final_test_acc": self.final_test_acc,
-            "wall_time": self.wall_time,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrialResult:
-        d = dict(d)
-        d["spec"] = TrialSpec.from_dict(d["spec"])
-        d["epochs"] = [EpochRecord(**e) for e in d["epochs"]]
-        return cls(**d)
-
-
-# --------------------------------------------------------------------------------------------
 # Helpers of the training loop
 
 
@@ -321,32 +100,6 @@ def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    """Sum a few numbers over all ranks (float64; on the device for nccl, else on the CPU)."""
-    import torch.distributed as dist
-
-    where = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    total = torch.tensor(values, dtype=torch.float64, device=where)
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total.tolist()
-
-
-def _broadcast_buffers(model: torch.nn.Module) -> None:
-    import torch.distributed as dist
-
-    for buffer in model.buffers():
-        dist.broadcast(buffer, src=0)
-
-
-def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``model`` wrapped in DistributedDataParallel (CUDA: on this rank's device)."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    if device.type == "cuda":
-        return DistributedDataParallel(model, device_ids=[device.index])
-    return DistributedDataParallel(model)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -409,10 +162,6 @@ def evaluate(
     return loss.item() / len(y), correct.item() / len(y)
 
 
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
 @dataclass
 class _EpochStats:
     """Running sums of one training epoch (on the device, so CUDA is not synced every step)."""
@@ -432,22 +181,94 @@ class _EpochStats:
         return mean, lo, hi
 
 
+# --------------------------------------------------------------------------------------------
+# Data-parallel training: every difference from a single-process trial is in this class
+
+
+@dataclass(frozen=True)
+class _Ranks:
+    """This process's place in ``torch.distributed`` (``world == 1``: a single process), and
+    every difference data-parallel training makes.
+
+    With world size ``w > 1`` the model is wrapped in ``DistributedDataParallel`` (gloo on the
+    CPU; nccl on CUDA with ``device_ids=[device]``, the device defaulting to the current CUDA
+    device). Every rank draws the same epoch permutation from the seeded generator and rank
+    ``r`` trains on ``batch[r::w]`` of each global batch of ``spec.batch_size`` samples; the
+    shard's summed loss is scaled so that the averaged gradient is the global batch's mean
+    gradient. So the global batch size and the optimizer steps per epoch (hence the schedule's
+    time axis) are the single-process trial's, and the numbers match it up to float rounding
+    (BatchNorm models: batch statistics are per shard; running statistics are rank 0's).
+    ``train_loss`` / ``train_acc`` are summed over ranks (``all_reduce`` of sums and counts).
+    Evaluation runs on every rank on the whole validation and test sets with the unwrapped
+    model (identical weights, and BatchNorm buffers broadcast from rank 0 first, so identical
+    numbers); ``sched.step(val_loss)`` averages over ranks anyway. Divergence is checked once
+    per epoch and agreed on by ``all_reduce``, so every rank stops at the same epoch. Every rank
+    returns the same records (``seconds`` and ``wall_time`` are its own) and calls ``on_epoch``.
+    """
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> _Ranks:
+        return cls(*rank_and_world())
+
+    def device(self, dev: torch.device) -> torch.device:
+        if self.world > 1 and dev.type == "cuda" and dev.index is None:
+            return torch.device("cuda", torch.cuda.current_device())
+        return dev
+
+    def wrap(self, model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
+        """``model`` itself, or wrapped in DistributedDataParallel (CUDA: on this device)."""
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        if dev.type == "cuda":
+            return DistributedDataParallel(model, device_ids=[dev.index])
+        return DistributedDataParallel(model)
+
+    def batch_loss(self, net, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor):
+        """``(loss to backpropagate, summed loss, logits, labels)`` of this rank's share of the
+        global batch ``idx`` (``idx[rank::world]``)."""
+        if self.world == 1:
+            logits = net(x[idx])
+            loss = F.cross_entropy(logits, y[idx])
+            return loss, loss.detach().double() * len(idx), logits, y[idx]
+        shard = idx[self.rank :: self.world]
+        logits = net(x[shard])
+        loss_sum = F.cross_entropy(logits, y[shard], reduction="sum")
+        # DDP averages gradients over ranks, so scale this shard's summed loss by world / batch:
+        # the gradient of the global batch's mean loss, also when shards differ in size or one
+        # is empty (the last batch)
+        return loss_sum * (self.world / len(idx)), loss_sum.detach().double(), logits, y[shard]
+
+    def after_epoch(self, model: torch.nn.Module) -> None:
+        """BatchNorm running statistics: rank 0's, as DDP's next forward would use."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
+
+    def reduce(self, sums: list[float], dev: torch.device) -> list[float]:
+        """Sum a few numbers over all ranks (float64; on the device for nccl, else the CPU)."""
+        if self.world == 1:
+            return sums
+        import torch.distributed as dist
+
+        where = dev if dist.get_backend() == "nccl" else torch.device("cpu")
+        total = torch.tensor(sums, dtype=torch.float64, device=where)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total.tolist()
+
+
 def _train_epoch(
-    model,
-    optimizer,
-    sched,
-    task,
-    order: torch.Generator,
-    spec: TrialSpec,
-    check_each_step: bool,
-    rank: int = 0,
-    world: int = 1,
+    net, optimizer, sched, task, order, spec: TrialSpec, ranks: _Ranks, check_each_step: bool
 ) -> _EpochStats:
     """One pass over the training set in a seeded random order; stops at a non-finite loss.
 
-    With ``world > 1`` (``model`` wrapped in DDP) this rank trains on ``batch[rank::world]`` of
-    every global batch and returns its own sums (the caller reduces them over ranks).
-    """
+    Returns this rank's sums (the caller reduces them over ranks)."""
     device = task.x_train.device
     n = len(task.y_train)
     stats = _EpochStats(
@@ -455,23 +276,10 @@ def _train_epoch(
         correct=torch.zeros((), dtype=torch.int64, device=device),
     )
     perm = torch.randperm(n, generator=order).to(device)
-    model.train()
+    net.train()
     for start in range(0, n, spec.batch_size):
         idx = perm[start : start + spec.batch_size]
-        if world > 1:
-            batch_size, idx = len(idx), idx[rank::world]
-        xb, yb = task.x_train[idx], task.y_train[idx]
-        logits = model(xb)
-        if world == 1:
-            loss = F.cross_entropy(logits, yb)
-            loss_sum = loss.detach().double() * len(idx)
-        else:
-            # DDP averages gradients over ranks, so scale this shard's summed loss by
-            # world / batch_size: the result is the gradient of the global batch's mean loss,
-            # also when the shards differ in size (the last batch) or one is empty
-            loss_sum = F.cross_entropy(logits, yb, reduction="sum")
-            loss = loss_sum * (world / batch_size)
-            loss_sum = loss_sum.detach().double()
+        loss, loss_sum, logits, yb = ranks.batch_loss(net, task.x_train, task.y_train, idx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         stats.lrs.append(float(optimizer.param_groups[0]["lr"]))
@@ -480,15 +288,104 @@ def _train_epoch(
             sched.step()
         stats.loss_sum += loss_sum
         stats.correct += (logits.detach().argmax(1) == yb).sum()
-        stats.seen += len(idx)
+        stats.seen += len(yb)
         if check_each_step and not math.isfinite(loss.item()):
             stats.finite = False
             break
     return stats
 
 
+class _Best:
+    """The best-validation checkpoint (RALR's Algorithm 1): the epoch with the lowest finite
+    validation loss, its test accuracy and, only when asked for, its weights. The weights are
+    copied into one host buffer allocated at the first improvement and reused after (no copy at
+    all unless ``keep_state``)."""
+
+    def __init__(self, keep_state: bool):
+        self.keep_state = keep_state
+        self.epoch, self.val_loss, self.test_acc = 0, math.inf, math.nan
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, record: EpochRecord, model: torch.nn.Module) -> None:
+        if not record.val_loss < self.val_loss:
+            return
+        self.epoch, self.val_loss, self.test_acc = record.epoch, record.val_loss, record.test_acc
+        if not self.keep_state:
+            return
+        with torch.no_grad():
+            current = model.state_dict()
+            if self.state is None:
+                self.state = {k: v.detach().to("cpu", copy=True) for k, v in current.items()}
+            else:
+                for key, value in current.items():
+                    self.state[key].copy_(value)
+
+
+def _epoch(net, model, optimizer, sched, task, order, spec, ranks, check_each_step, epoch):
+    """Train one epoch, evaluate, and return ``(record, diverged)``."""
+    t0 = time.perf_counter()
+    dev = task.x_train.device
+    stats = _train_epoch(net, optimizer, sched, task, order, spec, ranks, check_each_step)
+    ranks.after_epoch(model)
+    lr_mean, lr_min, lr_max = stats.lr_summary()
+    val_loss, val_acc = evaluate(model, task.x_val, task.y_val)
+    test_loss, test_acc = evaluate(model, task.x_test, task.y_test)
+    finite = stats.finite and math.isfinite(stats.loss_sum.item()) and math.isfinite(val_loss)
+    # epoch sums over ranks; a non-finite loss on any rank stops them all
+    loss_sum, correct, seen, bad = ranks.reduce(
+        [stats.loss_sum.item(), stats.correct.item(), stats.seen, float(not finite)], dev
+    )
+    train_loss = loss_sum / max(seen, 1)
+    record = EpochRecord(
+        epoch=epoch,
+        train_loss=train_loss,
+        train_acc=correct / max(seen, 1),
+        val_loss=val_loss,
+        val_acc=val_acc,
+        test_loss=test_loss,
+        test_acc=test_acc,
+        lr=lr_mean,
+        lr_min=lr_min,
+        lr_max=lr_max,
+        seconds=time.perf_counter() - t0,
+    )
+    return record, not (bad == 0 and math.isfinite(train_loss))
+
+
 # --------------------------------------------------------------------------------------------
 # The trial
+
+
+def _trial_task(spec: TrialSpec, task, dev: torch.device):
+    from lrlab.lab.contract import is_code_ref
+    from lrlab.lab.tasks import load_any_task
+
+    if task is None:
+        task = load_any_task(
+            spec.task or "", data_dir=spec.data_dir, code_dir=spec.code_dir, device=dev
+        )
+    elif task.name != spec.task and not is_code_ref(spec.task):
+        raise ConfigError(f"task: the spec says {spec.task!r} but the task given is {task.name!r}")
+    task = task.to(dev)
+    if len(task.y_train) == 0:
+        raise ConfigError(f"task {task.name!r} has an empty training set")
+    return task
+
+
+def _setup(spec: TrialSpec, task, dev: torch.device, ranks: _Ranks):
+    """``(model, net, optimizer, scheduler, batch-order generator)``: the model initialised right
+    after ``torch.manual_seed(seed)``, the order from an independent seed."""
+    from lrlab.lab.models import build_any_model
+    from lrlab.schedules import from_config
+    from lrlab.torch import Scheduler
+
+    schedule = from_config(spec.schedule)
+    torch.manual_seed(spec.seed)
+    model = build_any_model(spec.model or "", task, code_dir=spec.code_dir).to(dev)
+    optimizer = make_optimizer(model.parameters(), spec.optimizer)
+    sched = Scheduler(optimizer, schedule)
+    order = torch.Generator(device="cpu").manual_seed(derive_seed(spec.seed, "batch-order"))
+    return model, ranks.wrap(model, dev), optimizer, sched, order
 
 
 def train_trial(
@@ -511,110 +408,40 @@ def train_trial(
             loads it once for many trials); by default it is loaded from ``spec``.
         keep_best_state: also return the best epoch's weights in ``result.best_state``.
 
-    **Data-parallel** (``torch.distributed`` initialised with world size ``w > 1``, e.g. under
-    ``torchrun``; call it on every rank): the model is wrapped in ``DistributedDataParallel``
-    (gloo on the CPU; nccl on CUDA with ``device_ids=[device]``, the device defaulting to the
-    current CUDA device). Every rank draws the same epoch permutation from the seeded generator
-    and rank ``r`` trains on ``batch[r::w]`` of each global batch of ``spec.batch_size`` samples;
-    the shard's summed loss is scaled so that the averaged gradient is the global batch's mean
-    gradient. So the global batch size and the optimizer steps per epoch (hence the schedule's
-    time axis) are the single-process trial's, and the numbers match it up to float rounding
-    (BatchNorm models: batch statistics are per shard; running statistics are rank 0's).
-    ``train_loss`` / ``train_acc`` are summed over ranks (``all_reduce`` of sums and counts).
-    Evaluation runs on every rank on the whole validation and test sets with the unwrapped
-    model (identical weights, and BatchNorm buffers broadcast from rank 0 first, so identical
-    numbers); ``sched.step(val_loss)`` averages over ranks anyway. Divergence is checked once
-    per epoch and agreed on by ``all_reduce``, so every rank stops at the same epoch. Every rank
-    returns the same records (``seconds`` and ``wall_time`` are its own) and calls ``on_epoch``.
+    **Data-parallel** under ``torchrun`` (``torch.distributed`` initialised with world size
+    above 1; call it on every rank): the same trial, the same global batches and steps per
+    epoch, trained with DistributedDataParallel; see :class:`_Ranks` for the details.
     """
-    from lrlab.lab.models import build_model
-    from lrlab.lab.tasks import load_task
-    from lrlab.schedules import from_config
-    from lrlab.torch import Scheduler
-
     started = time.perf_counter()
-    dev = resolve_device(device)
-    rank, world = rank_and_world()
-    if world > 1 and dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
+    ranks = _Ranks.current()
+    dev = ranks.device(resolve_device(device))
     with _trial_environment(dev, threads):
-        if task is None:
-            task = load_task(spec.task, data_dir=spec.data_dir, device=dev)
-        elif task.name != spec.task:
-            raise ConfigError(
-                f"task: the spec says {spec.task!r} but the task given is {task.name!r}"
-            )
-        task = task.to(dev)
-        if len(task.y_train) == 0:
-            raise ConfigError(f"task {task.name!r} has an empty training set")
-        schedule = from_config(spec.schedule)
-
-        torch.manual_seed(spec.seed)
-        model = build_model(spec.model, task).to(dev)
-        net = model if world == 1 else _data_parallel(model, dev)
-        optimizer = make_optimizer(model.parameters(), spec.optimizer)
-        sched = Scheduler(optimizer, schedule)
-        order = torch.Generator(device="cpu").manual_seed(derive_seed(spec.seed, "batch-order"))
-
+        task = _trial_task(spec, task, dev)
+        model, net, optimizer, sched, order = _setup(spec, task, dev, ranks)
+        check_each_step = dev.type == "cpu" and ranks.world == 1  # ranks must stop together
         records: list[EpochRecord] = []
-        best = {"epoch": 0, "val_loss": math.inf, "test_acc": math.nan, "state": None}
-        diverged = False
-        check_each_step = dev.type == "cpu" and world == 1  # ranks must stop together
+        best = _Best(keep_best_state)
         for epoch in range(1, spec.epochs + 1):
-            t0 = time.perf_counter()
-            stats = _train_epoch(
-                net, optimizer, sched, task, order, spec, check_each_step, rank, world
-            )
-            if world > 1:  # BatchNorm running statistics: rank 0's, as DDP's next forward would
-                _broadcast_buffers(model)
-            lr_mean, lr_min, lr_max = stats.lr_summary()
-            loss_sum, correct, seen = stats.loss_sum.item(), stats.correct.item(), stats.seen
-            val_loss, val_acc = evaluate(model, task.x_val, task.y_val)
-            test_loss, test_acc = evaluate(model, task.x_test, task.y_test)
-            finite = stats.finite and math.isfinite(loss_sum) and math.isfinite(val_loss)
-            if world > 1:  # epoch sums over ranks; a non-finite loss on any rank stops them all
-                loss_sum, correct, seen, bad = _all_reduce_sum(
-                    [loss_sum, correct, seen, float(not finite)], dev
-                )
-                finite = bad == 0
-            train_loss = loss_sum / max(seen, 1)
-            train_acc = correct / max(seen, 1)
-            diverged = not (finite and math.isfinite(train_loss))
-            record = EpochRecord(
-                epoch=epoch,
-                train_loss=train_loss,
-                train_acc=train_acc,
-                val_loss=val_loss,
-                val_acc=val_acc,
-                test_loss=test_loss,
-                test_acc=test_acc,
-                lr=lr_mean,
-                lr_min=lr_min,
-                lr_max=lr_max,
-                seconds=time.perf_counter() - t0,
-            )
+            args = (net, model, optimizer, sched, task, order, spec, ranks, check_each_step)
+            record, diverged = _epoch(*args, epoch)
             records.append(record)
-            if not diverged and val_loss < best["val_loss"]:
-                # RALR's Algorithm 1: keep the best-validation weights (host memory, a copy).
-                best.update(
-                    epoch=epoch, val_loss=val_loss, test_acc=test_acc, state=_cpu_state(model)
-                )
+            if not diverged:
+                best.update(record, model)
             if on_epoch is not None:
                 on_epoch(record)
             if diverged:
                 break
-            sched.step(val_loss)  # metric-driven policies decide on this epoch's validation loss
+            sched.step(record.val_loss)  # metric-driven policies decide on this epoch's val loss
             if spec.lr_interval == "epoch":
                 sched.step()
-
     return TrialResult(
         spec=spec,
         epochs=records,
         diverged=diverged,
-        best_epoch=best["epoch"],
-        best_val_loss=best["val_loss"],
-        best_test_acc=best["test_acc"],
+        best_epoch=best.epoch,
+        best_val_loss=best.val_loss,
+        best_test_acc=best.test_acc,
         final_test_acc=records[-1].test_acc,
         wall_time=time.perf_counter() - started,
-        best_state=best["state"] if keep_best_state else None,
+        best_state=best.state,
     )
