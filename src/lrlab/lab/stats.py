@@ -30,8 +30,11 @@ import numpy as np
 ALPHA = 0.05
 MODES = ("min", "max")
 
+#: Numbers as a sequence or an array; None and NaN are left out wherever they are summarised.
+Numbers = Sequence[float | None] | np.ndarray
 
-def finite(values: Sequence[float | None]) -> np.ndarray:
+
+def finite(values: Numbers) -> np.ndarray:
     """The finite values of ``values`` as a float array (None and NaN left out)."""
     return np.asarray(
         [float(v) for v in values if v is not None and math.isfinite(v)], dtype=np.float64
@@ -49,7 +52,7 @@ class Summary:
     ci_high: float
 
     @classmethod
-    def of(cls, values: Sequence[float | None]) -> Summary:
+    def of(cls, values: Numbers) -> Summary:
         """>>> Summary.of([1.0, 2.0, 3.0]).std
         1.0
         """
@@ -68,7 +71,7 @@ class Summary:
 
 
 def bootstrap_ci(
-    values: Sequence[float | None], *, confidence: float = 0.95, n_resamples: int = 9999, seed=0
+    values: Numbers, *, confidence: float = 0.95, n_resamples: int = 9999, seed=0
 ) -> tuple[float, float]:
     """BCa bootstrap interval of the mean, deterministic for a given ``seed``.
 
@@ -102,7 +105,7 @@ def _pvalue(result) -> float:
     return p if math.isfinite(p) else math.nan
 
 
-def welch_p(x: Sequence[float], y: Sequence[float]) -> float:
+def welch_p(x: Numbers, y: Numbers) -> float:
     """Two-sided Welch t-test p-value; NaN with fewer than 2 values on a side. Two constant
     samples give 1 if equal and NaN otherwise (no t statistic)."""
     from scipy import stats
@@ -117,7 +120,7 @@ def welch_p(x: Sequence[float], y: Sequence[float]) -> float:
         return _pvalue(stats.ttest_ind(a, b, equal_var=False))
 
 
-def paired_p(d: Sequence[float]) -> float:
+def paired_p(d: Numbers) -> float:
     """Two-sided paired t-test p-value on the differences ``d``; 1 when all are 0, NaN with fewer
     than 2 or a constant non-zero difference (no t statistic)."""
     from scipy import stats
@@ -219,7 +222,7 @@ def hedges_j(df: float) -> float:
     return math.exp(math.lgamma(df / 2) - math.lgamma((df - 1) / 2)) / math.sqrt(df / 2)
 
 
-def hedges_g(x: Sequence[float], y: Sequence[float]) -> float:
+def hedges_g(x: Numbers, y: Numbers) -> float:
     """Hedges' g of ``x - y``: the mean difference over the pooled sample std, times J(nx+ny-2).
     NaN with fewer than 2 values on a side or no spread."""
     a, b = finite(x), finite(y)
@@ -232,7 +235,7 @@ def hedges_g(x: Sequence[float], y: Sequence[float]) -> float:
     return float(a.mean() - b.mean()) / pooled * hedges_j(df)
 
 
-def hedges_gz(d: Sequence[float]) -> float:
+def hedges_gz(d: Numbers) -> float:
     """Paired effect size: mean over std of the differences ``d`` (Cohen's d_z) times J(n-1)."""
     diff = finite(d)
     if len(diff) < 3 or diff.std() == 0:  # J(1) is undefined: two pairs give no estimate
