@@ -101,8 +101,10 @@ class FakeLab:
     """A store and a ``train_cells`` writing synthetic trials: objective = seed effect (shared by
     every schedule, as a seed's initialisation and data order are) + schedule effect + noise."""
 
-    def __init__(self, effects, *, sd=1.0, seed_sd=1.0, rng=None, fail=(), diverge=(), tick=1.0):
-        self.effects, self.sd, self.seed_sd = effects, sd, seed_sd
+    def __init__(
+        self, effects, *, sd=1.0, seed_sd=1.0, rng=None, fail=(), diverge=(), tick=1.0, metric="acc"
+    ):
+        self.effects, self.sd, self.seed_sd, self.metric = effects, sd, seed_sd, metric
         self.rng = rng or np.random.default_rng(0)
         self.fail, self.diverge, self.tick = set(fail), set(diverge), tick
         self.seed_effect: dict[int, float] = {}
@@ -112,7 +114,7 @@ class FakeLab:
         self.config = {
             "name": "seq",
             "baseline": "base",
-            "objective": {"name": "acc", "mode": "max"},
+            "objective": {"name": metric, "mode": "max"},
             "seeds": [0, 1, 2, 3, 4],
             "schedules": {name: {} for name in effects},
         }
@@ -137,9 +139,18 @@ class FakeLab:
                 status = TrialStatus.FAILED
             elif (name, seed) in self.diverge:
                 status = TrialStatus.DIVERGED
-            final = {"acc": value} if status == TrialStatus.DONE else {}
+            final = {self.metric: value} if status == TrialStatus.DONE else {}
             self.trials[(name, seed)] = StoredTrial(
-                name, seed, f"{name}/{seed}", {}, status, None, 1.0, [1], {"acc": [value]}, final
+                name,
+                seed,
+                f"{name}/{seed}",
+                {},
+                status,
+                None,
+                1.0,
+                [1],
+                {self.metric: [value]},
+                final,
             )
 
 
@@ -176,7 +187,7 @@ def test_a_real_difference_is_decided_early_and_only_open_schedules_get_seeds():
 
 def test_min_objective_calls_lower_better():
     lab = FakeLab({"base": 0.0, "low": -3.0}, sd=0.3)
-    lab.config["objective"] = {"name": "acc", "mode": "min"}
+    lab.config["objective"]["mode"] = "min"
     (d,) = run(lab, max_seeds=20).decisions
     assert d.verdict == Verdict.BETTER and d.mean_diff < 0
 
@@ -227,3 +238,36 @@ def test_bad_arguments_are_one_line_errors():
         run(lab, initial_seeds=5, max_seeds=4)
     with pytest.raises(ConfigError, match="budget_s"):
         run(lab, budget_s=-1.0)
+
+
+def test_the_decision_is_reported_in_the_table_markdown_and_json(tmp_path):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from lrlab.lab.report import (
+        build_report,
+        decision_rows,
+        rich_decision_table,
+        write_report,
+    )
+
+    lab = FakeLab(
+        {"base": 0.0, "cosine_kdecay_warp": 3.0, "seq4_oscillation": 0.0}, sd=0.5, metric="test_acc"
+    )
+    lab.config["epochs"] = 1
+    decision = run(lab, max_seeds=8, margin=0.2)
+    for width in (80, 120):
+        buf = io.StringIO()
+        Console(width=width, file=buf, color_system=None).print(rich_decision_table(decision))
+        text = buf.getvalue()
+        assert "…" not in text and max(map(len, text.splitlines())) <= width
+        for row in decision_rows(decision):
+            assert row["schedule"] in text and row["seeds"] in text and row["reason"] in text
+    paths = write_report(build_report(lab, "seq"), tmp_path, decision)
+    md = paths["report"].read_text()
+    assert "## Seeds until decided" in md and "max seeds" in md
+    data = json.loads(paths["summary_json"].read_text())["until_decided"]
+    assert [s["seeds"] for s in data["schedules"]] == [d.seeds for d in decision.decisions]
+    assert data["schedules"][0]["verdict"] == "better"

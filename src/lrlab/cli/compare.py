@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
     out_console.print(rich_table(report))
     out_console.print(f"report: {paths['report']}")
-    out_console.print(f"plots:  {paths['lr_curves']}, {paths['val_acc']}")
+    out_console.print("plots:  " + ", ".join(str(p) for p in paths.values() if p.suffix == ".png"))
     out_console.print(f"db:     {db}")
     failed = sum(s.failed for s in report.stats)
     if failed:

@@ -28,12 +28,15 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lrlab.atomic import atomic_write_text
 from lrlab.lab import stats as st
 from lrlab.lab._contract_standin import FINISHED, Objective, StoredTrial, TrialStatus
 from lrlab.lab.stats import ALPHA, Proportion, Summary
+
+if TYPE_CHECKING:
+    from lrlab.lab.sequential import DecisionReport
 
 #: The built-in trainer's objective (what the report judged before objectives were generic).
 DEFAULT_OBJECTIVE = Objective("test_acc", "max")
@@ -455,18 +458,18 @@ def terminal_rows(report: Report, stacked: bool = True) -> list[dict[str, str]]:
     return rows
 
 
-def terminal_layout(report: Report, width: int) -> tuple[list[Column], list[dict[str, str]]]:
-    """The columns the terminal table shows at ``width`` columns and their cells: one line per
-    schedule if every column fits so, else cells stacked on two lines to fit more columns."""
+def _layout(
+    cols: list[Column], variants: list[list[dict[str, str]]], width: int
+) -> tuple[list[Column], list[dict[str, str]]]:
+    """The columns that fit ``width`` and the rows to show: the first variant of the rows (one
+    line per row, then stacked) with which every column fits, else the last one."""
     from rich.cells import cell_len
-
-    cols = [c for c in columns(report) if c.short is not None]
 
     def span(text: str) -> int:
         return max(cell_len(line) for line in text.split("\n"))
 
-    for stacked in (False, True):
-        rows = terminal_rows(report, stacked)
+    kept, rows = cols, variants[-1]
+    for rows in variants:
         widths = {c.key: max([span(c.short or "")] + [span(r[c.key]) for r in rows]) for c in cols}
         kept = _fit(cols, widths, width)
         if len(kept) == len(cols):
@@ -474,43 +477,169 @@ def terminal_layout(report: Report, width: int) -> tuple[list[Column], list[dict
     return kept, rows
 
 
-def _table(report: Report, width: int):
+def terminal_layout(report: Report, width: int) -> tuple[list[Column], list[dict[str, str]]]:
+    """The columns the terminal table shows at ``width`` columns and their cells: one line per
+    schedule if every column fits so, else cells stacked on two lines to fit more columns."""
+    cols = [c for c in columns(report) if c.short is not None]
+    return _layout(cols, [terminal_rows(report, False), terminal_rows(report, True)], width)
+
+
+def _rich(
+    title: str, cols: list[Column], kept: list[Column], rows: list[dict[str, str]], width: int
+):
     from rich.table import Table
 
-    kept, rows = terminal_layout(report, width)
-    left = [c.short.replace("\n", " ") for c in columns(report) if c.short and c not in kept]
+    left = [c.short.replace("\n", " ") for c in cols if c.short and c not in kept]
     caption = f"not shown at {width} columns: {', '.join(left)} (see report.md)" if left else None
-    table = Table(
-        title=f"lrlab compare: {report.study['name']} (baseline: {report.baseline})",
-        caption=caption,
-    )
+    table = Table(title=title, caption=caption)
     for c in kept:
-        justify: Literal["left", "right"] = "left" if c.key in ("schedule", "verdict") else "right"
+        text = c.key in ("schedule", "verdict", "reason")
+        justify: Literal["left", "right"] = "left" if text else "right"
         # names may fold if nothing else fits; numbers never wrap (their column fits)
         table.add_column(
             c.short or "", justify=justify, no_wrap=c.key != "schedule", overflow="fold"
         )
     styles = {"better": "green", "worse": "red"}
     for row in rows:
-        table.add_row(*(row[c.key] for c in kept), style=styles.get(row["verdict"]))
+        table.add_row(*(row[c.key] for c in kept), style=styles.get(row.get("verdict", "")))
     return table
 
 
-class _FittedTable:
-    """A renderable that builds the summary table for the width of the console it is printed
-    on (a terminal's width, or rich's 80 columns for a pipe)."""
+def _table(report: Report, width: int):
+    kept, rows = terminal_layout(report, width)
+    title = f"lrlab compare: {report.study['name']} (baseline: {report.baseline})"
+    return _rich(title, columns(report), kept, rows, width)
 
-    def __init__(self, report: Report):
-        self.report = report
+
+class _Fitted:
+    """A renderable that builds its table for the width of the console it is printed on (a
+    terminal's width, or rich's 80 columns for a pipe)."""
+
+    def __init__(self, build, subject):
+        self.build, self.subject = build, subject
 
     def __rich_console__(self, console, options):
-        yield _table(self.report, options.max_width)
+        yield self.build(self.subject, options.max_width)
 
 
 def rich_table(report: Report, width: int | None = None):
     """The summary for a terminal of ``width`` columns (default: the console's width when
     printed). Columns are dropped by priority where they do not fit; no number is ever cut."""
-    return _FittedTable(report) if width is None else _table(report, width)
+    return _Fitted(_table, report) if width is None else _table(report, width)
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds until decided
+
+
+def decision_columns(decision: DecisionReport) -> list[Column]:
+    unit = " (points)" if is_fraction_metric(decision.objective.name) else ""
+    level = f"{100 * (1 - decision.alpha / max(1, len(decision.decisions))):.4g}%"
+    return [
+        Column("schedule", "schedule", "schedule", 0),
+        Column("seeds", "seeds", "seeds", 0),
+        Column("pairs", "pairs with the baseline", "pairs", 5),
+        Column("delta", f"Δ mean{unit}", "Δ", 1),
+        Column("interval", f"{level} confidence sequence of Δ", "interval", 2),
+        Column("width", "interval width", "width", 3),
+        Column("p", "p (anytime)", "p", 6),
+        Column("p_holm", "p (anytime, Holm)", "p Holm", 4),
+        Column("verdict", "verdict", "verdict", 0),
+        Column("reason", "stopped because", "stopped", 0),
+    ]
+
+
+def decision_rows(decision: DecisionReport) -> list[dict[str, str]]:
+    name = decision.objective.name
+    rows = []
+    for d in decision.decisions:
+        delta = (
+            "—"
+            if not math.isfinite(d.mean_diff)
+            else ("+" if d.mean_diff >= 0 else "") + _num(d.mean_diff, name)
+        )
+        low = "-∞" if math.isinf(d.cs_low) else _num(d.cs_low, name)
+        high = "∞" if math.isinf(d.cs_high) else _num(d.cs_high, name)
+        rows.append(
+            {
+                "schedule": d.schedule,
+                "seeds": str(d.seeds),
+                "pairs": str(d.pairs),
+                "delta": delta,
+                "interval": f"[{low}, {high}]",
+                "width": "∞" if math.isinf(d.width) else _num(d.width, name),
+                "p": _p(d.p_anytime),
+                "p_holm": _p(d.p_holm),
+                "verdict": d.verdict.value,
+                "reason": "—" if d.reason is None else d.reason.value,
+            }
+        )
+    return rows
+
+
+def _decision_table(decision: DecisionReport, width: int):
+    cols = decision_columns(decision)
+    rows = decision_rows(decision)
+    stacked = [
+        {k: v.replace(", ", ",\n") if k == "interval" else v for k, v in r.items()} for r in rows
+    ]
+    kept, shown = _layout(cols, [rows, stacked], width)
+    title = f"seeds until decided: {decision.study} (baseline {decision.baseline}: {decision.baseline_seeds} seeds)"
+    return _rich(title, cols, kept, shown, width)
+
+
+def rich_decision_table(decision: DecisionReport, width: int | None = None):
+    """Seeds per schedule, interval, verdict and why it stopped, fitted to the terminal."""
+    return _Fitted(_decision_table, decision) if width is None else _decision_table(decision, width)
+
+
+def decision_markdown(decision: DecisionReport) -> list[str]:
+    cols = decision_columns(decision)
+    margin = "none" if decision.margin is None else _num(decision.margin, decision.objective.name)
+    return [
+        "## Seeds until decided",
+        "",
+        f"{decision.rounds} rounds, {decision.seconds:.0f} s; stopped: {decision.stopped.value}; "
+        f"baseline `{decision.baseline}`: {decision.baseline_seeds} seeds; equivalence margin: "
+        f"{margin}; family-wise level {decision.alpha}.",
+        "",
+        *_md_table(
+            [c.title for c in cols], [[r[c.key] for c in cols] for r in decision_rows(decision)]
+        ),
+        "",
+        "Anytime-valid paired t-test on the per-seed differences (schedule − baseline): its "
+        "p-values and intervals stay valid although the number of seeds depended on the results "
+        "(docs/statistics.md). *better* / *worse*: Holm-corrected anytime p below the level; "
+        "*equivalent*: the interval lies within ± the margin; *undecided*: neither, when the "
+        "schedule reached the most seeds allowed or the time budget ran out.",
+        "",
+    ]
+
+
+def decision_dict(decision: DecisionReport) -> dict:
+    return {
+        "rounds": decision.rounds,
+        "seconds": decision.seconds,
+        "stopped": decision.stopped.value,
+        "alpha": decision.alpha,
+        "margin": decision.margin,
+        "baseline_seeds": decision.baseline_seeds,
+        "schedules": [
+            {
+                "schedule": d.schedule,
+                "seeds": d.seeds,
+                "pairs": d.pairs,
+                "mean_diff": d.mean_diff,
+                "interval": [d.cs_low, d.cs_high],
+                "width": d.width,
+                "p_anytime": d.p_anytime,
+                "p_holm": d.p_holm,
+                "verdict": d.verdict.value,
+                "stopped": None if d.reason is None else d.reason.value,
+            }
+            for d in decision.decisions
+        ],
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -609,8 +738,11 @@ def _failures(report: Report) -> list[str]:
     return lines
 
 
-def markdown(report: Report, images: dict[str, str] | None = None) -> str:
-    """The report as markdown; ``images`` maps a caption to a (relative) PNG path."""
+def markdown(
+    report: Report, images: dict[str, str] | None = None, decision: DecisionReport | None = None
+) -> str:
+    """The report as markdown; ``images`` maps a caption to a (relative) PNG path; ``decision``
+    (from :func:`lrlab.lab.sequential.run_until_decided`) adds how the seeds were chosen."""
     cols = columns(report)
     rows = table_rows(report)
     lines = [f"# lrlab compare: `{report.study['name']}`", ""]
@@ -619,6 +751,7 @@ def markdown(report: Report, images: dict[str, str] | None = None) -> str:
     lines += _settings_lines(report) + ["", "## Results", ""]
     lines += _md_table([c.title for c in cols], [[r[c.key] for c in cols] for r in rows])
     lines += ["", _legend(report), ""]
+    lines += decision_markdown(decision) if decision is not None else []
     lines += _metrics_table(report) + _failures(report)
     for caption, path in (images or {}).items():
         lines += [f"## {caption}", "", f"![{caption}]({path})", ""]
@@ -679,8 +812,8 @@ def schedule_dict(s: ScheduleStats) -> dict:
     }
 
 
-def summary_json(report: Report) -> str:
-    data = {
+def summary_json(report: Report, decision: DecisionReport | None = None) -> str:
+    data: dict[str, Any] = {
         "study": report.study["name"],
         "objective": {"name": report.objective.name, "mode": report.objective.mode},
         "baseline": report.baseline,
@@ -693,6 +826,8 @@ def summary_json(report: Report) -> str:
             if t.status == TrialStatus.FAILED
         ],
     }
+    if decision is not None:
+        data["until_decided"] = decision_dict(decision)
     return json.dumps(_clean(data), indent=2, allow_nan=False) + "\n"
 
 
@@ -726,7 +861,9 @@ def summary_csv(report: Report) -> str:
 # Writing
 
 
-def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
+def write_report(
+    report: Report, out_dir: str | Path, decision: DecisionReport | None = None
+) -> dict[str, Path]:
     """Write ``report.md``, ``summary.csv``, ``summary.json`` and the plots (``lr_curves.png``,
     ``per_seed.png``, ``curves.png``) into ``out_dir``, each atomically. Returns their paths by
     kind."""
@@ -749,6 +886,6 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
         plot(report, paths[kind])
         images[caption] = paths[kind].name
     atomic_write_text(paths["summary_csv"], summary_csv(report))
-    atomic_write_text(paths["summary_json"], summary_json(report))
-    atomic_write_text(paths["report"], markdown(report, images))
+    atomic_write_text(paths["summary_json"], summary_json(report, decision))
+    atomic_write_text(paths["report"], markdown(report, images, decision))
     return paths
