@@ -584,7 +584,8 @@ def _decision_table(decision: DecisionReport, width: int):
         {k: v.replace(", ", ",\n") if k == "interval" else v for k, v in r.items()} for r in rows
     ]
     kept, shown = _layout(cols, [rows, stacked], width)
-    title = f"seeds until decided: {decision.study} (baseline {decision.baseline}: {decision.baseline_seeds} seeds)"
+    base = f"baseline {decision.baseline}: {decision.baseline_seeds} seeds"
+    title = f"seeds until decided: {decision.study} ({base})"
     return _rich(title, cols, kept, shown, width)
 
 

@@ -13,18 +13,21 @@ of seeds, so any stopping rule keeps it.
 The statistic is the paired difference ``d_i = objective(schedule, seed i) - objective(baseline,
 seed i)``, i.i.d. over seeds (each seed is an independent draw of initialisation and data order;
 a seed where either trial diverged or failed gives no pair). For ``H0: E d = mu0`` it uses the
-scale-invariant Gaussian mixture likelihood ratio (Lai 1976's t confidence sequence; the "safe"
-t-test of Grünwald, de Heide and Koolen 2024 and Pérez-Ortiz, Lardy, de Heide and Grünwald 2024)::
+scale-invariant Gaussian-mixture likelihood ratio: Lai's (1976) t confidence sequence with his
+flat mixture over the mean replaced by a Gaussian one, as in Wang and Ramdas (2023), the "safe"
+t-test of Grünwald, de Heide and Koolen (2024); Pérez-Ortiz et al. (2024) for its optimality::
 
     BF_n(mu0) = (1 + n g)^(-1/2) * [(1 + t^2/nu) / (1 + t^2/(nu (1 + n g)))]^((nu + 1)/2)
 
 with ``t`` the one-sample t statistic of ``d_1..d_n - mu0``, ``nu = n - 1`` and a normal
 mixture of variance ``g`` over the standardised effect (the Bayes factor of Rouder et al. 2009
 with a fixed ``g``; right-Haar prior on the scale). Under H0 and Gaussian differences it is a
-nonnegative martingale starting at 1 (for any unknown variance), so by Ville's inequality
-``P(sup_n BF_n >= 1/a) <= a`` (Howard, Ramdas, McAuliffe and Sekhon 2021, section 2). Hence:
+nonnegative martingale starting at 1 (for any unknown variance) in the filtration of the
+scale-invariant data, so by Ville's inequality ``P(sup_n BF_n >= 1/a) <= a`` (Howard, Ramdas,
+McAuliffe and Sekhon 2021, section 2). The bound is on the whole path, so stopping at any time,
+chosen in any way, keeps it. Hence:
 
-- the anytime p-value ``p_n = min(1, 1 / max_{k<=n} BF_k(0))`` is valid at any stopping time;
+- the anytime p-value ``p_n = min(1, 1 / max_{k<=n} BF_k(0))`` is valid at any random time;
   Holm's step-down across the ``m`` schedules (valid under any dependence, such as the shared
   baseline) turns them into the verdicts *better* / *worse* at family-wise level ``alpha``;
 - ``{mu0 : BF_k(mu0) < m / alpha for every k <= n}`` is a ``1 - alpha/m`` confidence sequence
@@ -33,17 +36,21 @@ nonnegative martingale starting at 1 (for any unknown variance), so by Ville's i
 
 The guarantee assumes Gaussian paired differences (as the t-test does); a nonparametric
 alternative for bounded metrics, the betting confidence sequence of Waudby-Smith and Ramdas
-(2023, JRSS-B), pays a term proportional to the metric's range over n and cannot resolve a
-one-point accuracy difference within 30 seeds. ``g = 1`` makes the interval narrowest around
-10 to 30 seeds (about 1.5 times the width of a fixed-n t-interval at the same n).
+(2024, JRSS-B 86(1), arXiv:2010.09686), pays a term proportional to the metric's range over n
+and cannot resolve a one-point accuracy difference within 30 seeds. ``g = 1`` makes the
+interval narrowest around 10 to 30 seeds (about 1.5 times the width of a fixed-n t-interval at
+the same n).
 
 References: T. L. Lai (1976), On confidence sequences, Ann. Statist. 4(2), 265-280.
+H. Wang, A. Ramdas (2023), Anytime-valid t-tests and confidence sequences for Gaussian means
+with unknown variance, arXiv:2310.03722.
 S. R. Howard, A. Ramdas, J. McAuliffe, J. Sekhon (2021), Time-uniform, nonparametric,
 nonasymptotic confidence sequences, Ann. Statist. 49(2), 1055-1080, arXiv:1810.08240.
 P. Grünwald, R. de Heide, W. Koolen (2024), Safe testing, JRSS-B 86(5), arXiv:1906.07801.
 M. F. Pérez-Ortiz, T. Lardy, R. de Heide, P. Grünwald (2024), E-statistics, group invariance and
-anytime-valid testing, Ann. Statist. 52(4), arXiv:2208.07610. J. N. Rouder, P. L. Speckman,
-D. Sun, R. D. Morey, G. Iverson (2009), Bayesian t tests, Psychon. Bull. Rev. 16, 225-237.
+anytime-valid testing, Ann. Statist. 52(4), 1410-1432, arXiv:2208.07610.
+J. N. Rouder, P. L. Speckman, D. Sun, R. D. Morey, G. Iverson (2009), Bayesian t tests for
+accepting and rejecting the null hypothesis, Psychon. Bull. Rev. 16(2), 225-237.
 """
 
 from __future__ import annotations
@@ -361,16 +368,20 @@ def run_until_decided(
         for d in decisions:
             if d.verdict == Verdict.OPEN:
                 state.seeds[d.schedule] += 1
+    return _report(study_config, decisions, state, alpha, margin, clock() - start, stopped)
+
+
+def _report(config, decisions, state: _State, alpha, margin, seconds, stopped) -> DecisionReport:
     return DecisionReport(
-        study=study_config["name"],
-        baseline=study_config["baseline"],
-        objective=_objective(study_config),
+        study=config["name"],
+        baseline=config["baseline"],
+        objective=_objective(config),
         alpha=alpha,
         margin=margin,
         decisions=decisions,
-        baseline_seeds=state.seeds[study_config["baseline"]],
+        baseline_seeds=state.seeds[config["baseline"]],
         rounds=state.rounds,
-        seconds=clock() - start,
+        seconds=seconds,
         stopped=stopped,
         history=state.history,
     )
