@@ -214,7 +214,10 @@ def _panel(ax: Any, report: Report, metric: str) -> None:
     limits = zoom(means)
     if limits is not None:
         ax.set_ylim(*limits)
-    ax.set_title(f"{metric}{' %' if k == 100 else ''} (zoomed to the last half)", fontsize=10)
+    if means:  # the same window as the zoom: the second half of the epochs
+        last = max(len(m) for m in means)
+        ax.set_xlim(max(1, last // 2), last)
+    ax.set_title(f"{metric}{' %' if k == 100 else ''} (second half of training)", fontsize=10)
     ax.set_xlabel("epoch")
     ax.grid(True, alpha=0.3)
 

@@ -265,7 +265,13 @@ def _pm(s: Summary, name: str) -> str:
         return "—"
     if not math.isfinite(s.std):
         return _num(s.mean, name)
-    return f"{_num(s.mean, name)} ± {_num(s.std, name)}"
+    spread = _num(s.std, name) if is_fraction_metric(name) else f"{s.std:.2g}"
+    return f"{_num(s.mean, name)} ± {spread}"
+
+
+def _value(x: float, name: str) -> str:
+    """A value with its unit: "90.00%" for an accuracy."""
+    return _num(x, name) + ("%" if is_fraction_metric(name) and math.isfinite(x) else "")
 
 
 def _interval(low: float, high: float, name: str) -> str:
@@ -357,7 +363,7 @@ def columns(report: Report) -> list[Column]:
         Column("conv", f"convergence epoch of {obj.name}", "conv.\nepoch", 7),
     ]
     if report.target is not None:
-        t = _num(report.target, obj.name) + ("%" if is_fraction_metric(obj.name) else "")
+        t = _value(report.target, obj.name)
         cols += [
             Column("to_target", f"epochs to {t}", f"epochs\nto {t}", 8),
             Column("iters_to_target", f"iterations to {t}", None, 99),
@@ -673,7 +679,7 @@ def _settings_lines(report: Report) -> list[str]:
     lines.append(f"- seeds: {', '.join(map(str, st_.get('seeds', [])))}")
     if report.target is not None:
         how = f" (the baseline's mean {obj.name})" if st_.get("target") == "baseline" else ""
-        lines.append(f"- target {obj.name}: {_num(report.target, obj.name)}{how}")
+        lines.append(f"- target {obj.name}: {_value(report.target, obj.name)}{how}")
     return lines
 
 
