@@ -214,9 +214,9 @@ def _panel(ax: Any, report: Report, metric: str) -> None:
     limits = zoom(means)
     if limits is not None:
         ax.set_ylim(*limits)
-    if means:  # the same window as the zoom: the second half of the epochs
-        last = max(len(m) for m in means)
-        ax.set_xlim(max(1, last // 2), last)
+    last = max((len(m) for m in means), default=0)
+    if last > 2:  # the same window as the zoom: the second half of the epochs
+        ax.set_xlim(last // 2, last)
     ax.set_title(f"{metric}{' %' if k == 100 else ''} (second half of training)", fontsize=10)
     ax.set_xlabel("epoch")
     ax.grid(True, alpha=0.3)

@@ -75,18 +75,27 @@ def bootstrap_ci(
 ) -> tuple[float, float]:
     """BCa bootstrap interval of the mean, deterministic for a given ``seed``.
 
-    NaN for fewer than 2 values; ``(v, v)`` when every value is ``v`` (no spread to resample).
+    NaN for fewer than 2 values; ``(v, v)`` when every value is ``v`` (no spread to resample);
+    the percentile interval where BCa is undefined (a spread so small its acceleration
+    underflows).
 
     >>> bootstrap_ci([0.5, 0.5, 0.5])
     (0.5, 0.5)
     """
-    from scipy import stats
-
     x = finite(values)
     if len(x) < 2:
         return math.nan, math.nan
     if np.all(x == x[0]):
         return float(x[0]), float(x[0])
+    low, high = _scipy_bootstrap(x, confidence, n_resamples, seed, "BCa")
+    if not (math.isfinite(low) and math.isfinite(high)):  # BCa undefined: the percentile one
+        low, high = _scipy_bootstrap(x, confidence, n_resamples, seed, "percentile")
+    return low, high
+
+
+def _scipy_bootstrap(x: np.ndarray, confidence: float, n_resamples: int, seed, method: str):
+    from scipy import stats
+
     with warnings.catch_warnings():  # scipy warns when few distinct resamples exist
         warnings.simplefilter("ignore")
         res = stats.bootstrap(
@@ -94,7 +103,7 @@ def bootstrap_ci(
             np.mean,
             confidence_level=confidence,
             n_resamples=n_resamples,
-            method="BCa",
+            method=method,
             rng=np.random.default_rng(seed),
         )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
