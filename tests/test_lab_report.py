@@ -396,3 +396,20 @@ def wide_config():
         "baseline": "base",
         "schedules": {"base": {}, "other": {}},
     }
+
+
+def test_plot_styles_stay_distinct_for_40_schedules_and_losses_come_first(store):
+    from lrlab.lab.plots import curve_metrics, style, zoom
+
+    looks = {(s["color"], s["linestyle"]) for s in map(style, range(40))}
+    assert len(looks) == 40 and style(3, baseline=True)["color"] == "black"
+    fill(store, {"base": [0.8, 0.82], "other": [0.7, 0.71]})
+    assert curve_metrics(build_report(store, "syn")) == [
+        "train_loss",
+        "val_loss",
+        "val_acc",
+        "test_acc",
+    ]
+    # the y-axis spans the second half of the mean curves, not the early epochs
+    low, high = zoom([np.array([0.1, 0.5, 0.90, 0.92]), np.array([0.2, 0.6, 0.93, 0.94])])
+    assert 0.88 < low < 0.90 and 0.94 < high < 0.95
