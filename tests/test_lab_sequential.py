@@ -230,6 +230,13 @@ def test_a_rerun_trains_only_what_is_missing():
     assert [c for cells in lab.asked for c in cells] == [("base", 4), ("a", 4)]
 
 
+def test_seeds_per_round_adds_several_seeds_each_round():
+    lab = FakeLab({"base": 0.0, "a": 0.0, "b": 0.0})
+    report = run(lab, initial_seeds=3, max_seeds=10, seeds_per_round=4)
+    assert [len(cells) for cells in lab.asked] == [9, 12, 9]  # 3 x 3 seeds, 3 x 4, 3 x 3 (to 10)
+    assert [d.seeds for d in report.decisions] == [10, 10] and report.baseline_seeds == 10
+
+
 def test_bad_arguments_are_one_line_errors():
     lab = FakeLab({"base": 0.0, "a": 0.0})
     with pytest.raises(ConfigError, match="initial_seeds must be an integer >= 2"):
@@ -238,6 +245,8 @@ def test_bad_arguments_are_one_line_errors():
         run(lab, initial_seeds=5, max_seeds=4)
     with pytest.raises(ConfigError, match="budget_s"):
         run(lab, budget_s=-1.0)
+    with pytest.raises(ConfigError, match="seeds_per_round must be an integer >= 1"):
+        run(lab, seeds_per_round=0)
 
 
 def test_the_decision_is_reported_in_the_table_markdown_and_json(tmp_path):

@@ -318,11 +318,13 @@ def _evaluate(config, store, state: _State, order, alpha, margin, g) -> list[Sch
     return out
 
 
-def _check(initial_seeds, max_seeds, budget_s, margin, alpha) -> None:
+def _check(initial_seeds, max_seeds, seeds_per_round, budget_s, margin, alpha, g) -> None:
     from lrlab import validate as v
 
     v.integer(initial_seeds, "initial_seeds", lo=2)
     v.integer(max_seeds, "max_seeds", lo=initial_seeds)
+    v.integer(seeds_per_round, "seeds_per_round", lo=1)
+    v.real(g, "g", lo=0, lo_open=True)
     if budget_s is not None:
         v.real(budget_s, "budget_s", lo=0, lo_open=True)
     if margin is not None:
@@ -337,6 +339,7 @@ def run_until_decided(
     *,
     initial_seeds: int = 3,
     max_seeds: int = 30,
+    seeds_per_round: int = 1,
     budget_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     margin: float | None = None,
@@ -349,11 +352,13 @@ def run_until_decided(
     as cells of the study ``study_config["name"]`` (so ``store.study_trials`` returns them);
     cells already finished in the store are not asked for again (a rerun resumes). ``margin``
     (objective units; default ``study_config["margin"]``, else none) lets a comparison end as
-    *equivalent*; without it a true tie runs to ``max_seeds``. The budget is checked between
-    rounds: no round starts that the previous round's duration says would end past it.
+    *equivalent*; without it a true tie runs to ``max_seeds``. Each round adds
+    ``seeds_per_round`` seeds to every open schedule (more cells per round keep batched or
+    parallel training busy; the test's validity does not depend on it). The budget is checked
+    between rounds: no round starts that the previous round's duration says would end past it.
     """
     margin = study_config.get("margin") if margin is None else margin
-    _check(initial_seeds, max_seeds, budget_s, margin, alpha)
+    _check(initial_seeds, max_seeds, seeds_per_round, budget_s, margin, alpha, g)
     order = seed_sequence(study_config, max_seeds)
     state = _State({n: initial_seeds for n in study_config["schedules"]})
     start = clock()
@@ -367,7 +372,7 @@ def run_until_decided(
             break
         for d in decisions:
             if d.verdict == Verdict.OPEN:
-                state.seeds[d.schedule] += 1
+                state.seeds[d.schedule] = min(max_seeds, d.seeds + seeds_per_round)
     return _report(study_config, decisions, state, alpha, margin, clock() - start, stopped)
 
 
