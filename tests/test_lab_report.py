@@ -289,28 +289,59 @@ def test_p_beats_in_the_report_is_the_paired_share(store):
 
 
 def wide_study(store):
+    """The default study's shape at its widest: 8 schedules with long names, 40 epochs, curves
+    that converge, wall times over 100 s, a failed and a diverged trial, a target, and
+    differences that only Holm makes not significant."""
     names = [
         "multistep",
         "ralr",
         "clr_triangular2",
         "cosine",
         "cosine_kdecay_warp",
-        "poly_kdecay",
+        "poly_kdecay_warp",
         "seq3_epoch",
-        "seq4_cutoff",
+        "seq4_oscillation",
     ]
     rng = np.random.default_rng(1)
     finals = {
         n: list(0.9 + 0.02 * i / 8 + 0.008 * rng.standard_normal(5)) for i, n in enumerate(names)
     }
-    return fill(
-        store,
-        finals,
-        baseline="multistep",
-        target=0.6,
-        failed=[("ralr", 5)],
-        diverged=[("seq3_epoch", 6)],
+    fill(store, finals, baseline="multistep", target=0.6, failed=[("ralr", 5)])
+    store.trials = [t for t in store.trials if t.status == TrialStatus.FAILED]
+    for name, values in finals.items():
+        for seed, final in enumerate(values):
+            reach = int(rng.integers(8, 30))  # the epoch from which accuracy stays flat
+            acc = [final * min(1.0, (e + 1) / reach) for e in range(40)]
+            metrics = {"val_acc": acc, "test_acc": acc, "val_loss": [1 - a for a in acc]}
+            wall = 100 + 30 * rng.random()
+            trial = StoredTrial(
+                name,
+                seed,
+                f"{name}{seed}",
+                {},
+                TrialStatus.DONE,
+                None,
+                wall,
+                list(range(1, 41)),
+                metrics,
+                {"test_acc": final},
+            )
+            store.trials.append(trial)
+    store.trials.append(
+        StoredTrial(
+            "seq3_epoch",
+            6,
+            "div",
+            {},
+            TrialStatus.DIVERGED,
+            None,
+            50.0,
+            [1],
+            {"test_acc": [0.1]},
+            {},
+        )
     )
+    return store
 
 
 def render(table_or_report, width):

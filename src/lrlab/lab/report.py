@@ -442,52 +442,59 @@ _STACK_AT = {
 }
 
 
+#: More cells stacked, for terminals where even the stacked table does not fit.
+_STACK_MORE = _STACK_AT | {"objective": (" ± ",), "ci": (", ",), "verdict": (" (",)}
+
+
 def _stack(text: str, marks: tuple[str, ...]) -> str:
     """``text`` on two lines at the first of ``marks`` it holds: "4.2 ± 0.4 (5/5)" at " ("
-    becomes "4.2 ± 0.4" over "(5/5)"."""
+    becomes "4.2 ± 0.4" over "(5/5)"; a comma stays with the first line."""
     for mark in marks:
         if mark in text:
             head, tail = text.split(mark, 1)
+            if mark.startswith(","):
+                return f"{head},\n{tail}"
             return f"{head}\n{mark.lstrip()}{tail}"
     return text
 
 
-def terminal_rows(report: Report, stacked: bool = True) -> list[dict[str, str]]:
-    """The table's cells for the terminal: short verdicts, some cells on two lines if
-    ``stacked``."""
+def terminal_rows(report: Report, stacking: int = 1) -> list[dict[str, str]]:
+    """The table's cells for the terminal: short verdicts; with ``stacking`` 1, some cells on
+    two lines, with 2 more of them."""
+    marks = {0: {}, 1: _STACK_AT, 2: _STACK_MORE}[stacking]
     rows = []
     for r in table_rows(report):
-        row = {
-            k: _stack(v, _STACK_AT[k]) if stacked and k in _STACK_AT else v for k, v in r.items()
-        }
-        rows.append(row | {"verdict": _short_verdict(r["verdict"])})
+        row = r | {"verdict": _short_verdict(r["verdict"])}
+        rows.append(
+            {k: _stack(v, marks[k]) if k in marks and "\n" not in v else v for k, v in row.items()}
+        )
     return rows
 
 
 def _layout(
     cols: list[Column], variants: list[list[dict[str, str]]], width: int
 ) -> tuple[list[Column], list[dict[str, str]]]:
-    """The columns that fit ``width`` and the rows to show: the first variant of the rows (one
-    line per row, then stacked) with which every column fits, else the last one."""
+    """The columns that fit ``width`` and the rows to show them with: of the variants of the
+    rows (one line per row, then more and more stacked), the first that shows the most columns."""
     from rich.cells import cell_len
 
     def span(text: str) -> int:
         return max(cell_len(line) for line in text.split("\n"))
 
-    kept, rows = cols, variants[-1]
+    best: tuple[list[Column], list[dict[str, str]]] = ([], variants[0])
     for rows in variants:
         widths = {c.key: max([span(c.short or "")] + [span(r[c.key]) for r in rows]) for c in cols}
         kept = _fit(cols, widths, width)
-        if len(kept) == len(cols):
-            break
-    return kept, rows
+        if len(kept) > len(best[0]):
+            best = (kept, rows)
+    return best
 
 
 def terminal_layout(report: Report, width: int) -> tuple[list[Column], list[dict[str, str]]]:
     """The columns the terminal table shows at ``width`` columns and their cells: one line per
-    schedule if every column fits so, else cells stacked on two lines to fit more columns."""
+    schedule if every column fits so, else more and more cells stacked on two lines."""
     cols = [c for c in columns(report) if c.short is not None]
-    return _layout(cols, [terminal_rows(report, False), terminal_rows(report, True)], width)
+    return _layout(cols, [terminal_rows(report, k) for k in (0, 1, 2)], width)
 
 
 def _rich(
