@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate, stats
 
 from lrlab.errors import ConfigError
@@ -280,3 +282,18 @@ def test_the_decision_is_reported_in_the_table_markdown_and_json(tmp_path):
     data = json.loads(paths["summary_json"].read_text())["until_decided"]
     assert [s["seeds"] for s in data["schedules"]] == [d.seeds for d in decision.decisions]
     assert data["schedules"][0]["verdict"] == "better"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=25), st.sampled_from([0.01, 0.05]))
+def test_p_value_and_interval_are_well_formed(d, level):
+    p = anytime_p(d)
+    low, high = confidence_sequence(d, level)
+    assert 0 < p <= 1 and low <= high
+
+
+def test_intervals_that_do_not_meet_give_the_latest_one():
+    d = [0.0] * 6 + [100.0, 101.0, 99.0, 100.0, 100.0, 101.0] * 3  # a jump the model excludes
+    low, high = confidence_sequence(d, 0.05)
+    assert low <= high and low < np.mean(d) < high
+    assert confidence_sequence([0.0] * 6, 0.05) == (0.0, 0.0)  # no spread: exactly the mean

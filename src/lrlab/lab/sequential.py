@@ -131,7 +131,8 @@ def confidence_sequence(
 ) -> tuple[float, float]:
     """The ``1 - level`` confidence sequence for ``E d`` after the differences ``d``: the
     intersection over ``k <= n`` of the intervals at each ``k`` (valid at every ``n`` at once).
-    At ``k`` the interval is ``{mu0 : BF_k(mu0) < 1/level}`` = mean ± ``sqrt(nu u)`` sd/sqrt(k),
+    If the intervals do not meet, the latest one. At ``k`` the interval is
+    ``{mu0 : BF_k(mu0) < 1/level}`` = mean ± ``sqrt(nu u)`` sd/sqrt(k),
     solving ``(1 + u) / (1 + u/r) = K`` with ``u = t^2/nu``, ``r = 1 + k g`` and
     ``K = (sqrt(r) / level)^(2/(nu+1))``; infinite while ``K >= r`` (BF_k cannot reach 1/level).
 
@@ -148,6 +149,9 @@ def confidence_sequence(
         u = np.where(big_k < r, (big_k - 1) / (1 - big_k / r), np.inf)
         half = np.where(np.isinf(u), np.inf, np.sqrt(nu * u) * sd / np.sqrt(n))
     low, high = float(np.max(mean - half)), float(np.min(mean + half))
+    if low > high:  # the intervals do not meet: the data contradict the model (a miss that
+        # has probability <= level); report the latest interval rather than an empty one
+        return float(mean[-1] - half[-1]), float(mean[-1] + half[-1])
     return low, high
 
 
