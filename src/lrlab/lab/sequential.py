@@ -339,7 +339,7 @@ def _check(initial_seeds, max_seeds, seeds_per_round, budget_s, margin, alpha, g
 def run_until_decided(
     study_config: dict,
     store: Any,
-    train_cells: Callable[[list[tuple[str, int]]], None],
+    train_cells: Callable[[list[tuple[str, int]]], object],
     *,
     initial_seeds: int = 3,
     max_seeds: int = 30,
