@@ -84,7 +84,7 @@ def test_tiny_study_through_the_cli_then_resume(tmp_path, monkeypatch, capsys):
     assert main(["compare", "tiny.toml", "--workers", "0", "--no-progress"]) == 0
     captured = capsys.readouterr()
     out_dir = tmp_path / "lrlab-out" / "tiny"
-    for name in ("report.md", "lr_curves.png", "val_acc.png", "results.sqlite"):
+    for name in ("report.md", "lr_curves.png", "curves.png", "results.sqlite"):
         assert (out_dir / name).is_file()
         assert name in captured.out
     assert "fixed" in captured.out and "cosine" in captured.out and "verdict" in captured.out
