@@ -312,3 +312,16 @@ def test_a_schedule_made_from_a_function_drives_and_saves_without_a_config():
     fresh = Scheduler(sgd(), from_function(lambda t: 0.1 * 0.5**t))
     fresh.load_state_dict(state)
     assert fresh.get_last_lr() == [0.05]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_tensor_written_through_its_storage_rounds_like_fill(dtype):
+    lr = torch.tensor(0.5, dtype=dtype)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    clr = {"type": "cyclic", "base_lr": 0.001, "max_lr": 0.0123456789, "step_size_up": 7}
+    sched = Scheduler(opt, clr)
+    reference = torch.tensor(0.0, dtype=dtype)
+    for t in range(1, 40):
+        sched.step()
+        reference.fill_(lrlab.from_config(clr)(t))
+        assert opt.param_groups[0]["lr"] is lr and lr.item() == reference.item()

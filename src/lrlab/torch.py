@@ -224,6 +224,7 @@ class Scheduler(LRScheduler):
                 key, drivers, [d.init() for d in drivers], index, key_scales, slots
             )
         self._plan = list(self.driven.values())
+        self._lr_undriven = "lr" not in self.driven
         super().__init__(optimizer)
 
     # ------------------------------------------------------------------ the lrlab API
@@ -303,25 +304,23 @@ class Scheduler(LRScheduler):
         # tensors on every step would cost more than the schedule; get_last_lr() copies them.
         step, groups = self.last_epoch, self.optimizer.param_groups
         for d in self._plan:
+            key, scales = d.key, d.scales
             if d.single:
                 value = d.value(d.states[0], step)
-                values = (
-                    [value] * len(groups) if d.scales is None else [value * k for k in d.scales]
-                )
+                values = [value] * len(groups) if scales is None else [value * k for k in scales]
             else:
                 values = d.values(step)
-            key = d.key
+            if d.plain:
+                for group, value in zip(groups, values):
+                    if group[key].__class__ is not float:
+                        d.write(groups, values)  # a tensor somewhere: each group with care
+                        break
+                    group[key] = value
+            else:
+                d.write(groups, values)
             if key == "lr":
                 self._last_lr = values
-            if not d.plain:
-                d.write(groups, values)
-                continue
-            for group, value in zip(groups, values):
-                if group[key].__class__ is not float:
-                    d.write(groups, values)  # a tensor somewhere: every group the careful way
-                    break
-                group[key] = value
-        if "lr" not in self.driven:
+        if self._lr_undriven:
             self._last_lr = cast(list, self.lr_at(step))
 
     # ------------------------------------------------------------------ state

@@ -175,7 +175,6 @@ class Policy(Configurable):
         return {
             "triggers": list(TRIGGERS),
             "trigger keys": [t.describe() for t in TRIGGERS.values()],
-            "trigger rules": [f"{name}: {t.rule}" for name, t in TRIGGERS.items()],
         }
 
     # ------------------------------------------------------------------ the driver protocol

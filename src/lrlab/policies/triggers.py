@@ -13,7 +13,6 @@ config, ``lrlab schedules``, the state dict and its validation pick it up from t
     class Every(Trigger):
         "Advance after every `n` observations, whatever they say."
 
-        rule: ClassVar[str] = "advance after every `n` observations"
         n: int = checked(3, validate.integer, lo=1)
 
         @dataclass(frozen=True)
@@ -112,7 +111,6 @@ class Trigger:
 
     type_name: ClassVar[str] = ""
     #: One line for ``lrlab schedules`` and the docs.
-    rule: ClassVar[str] = ""
     State: ClassVar[type[TriggerState]] = TriggerState
 
     # the keys the user wrote (to_config writes back exactly those); not part of the value
@@ -210,8 +208,6 @@ def build_trigger(config: Any, where: str) -> Trigger:
 class Epoch(Trigger):
     """Advance at every observation (the authors' "by epoch")."""
 
-    rule: ClassVar[str] = "advance at every (finite) observation"
-
     @dataclass(frozen=True)
     class State(TriggerState):
         pass
@@ -226,9 +222,6 @@ class Cutoff(Trigger):
     """Advance when ``|v_t - v_(t-1)| < c``, then ``c *= shrink``; ``c0 = cutoff``, or
     ``rate * |v_1|`` (``rate`` 0.01 when neither is given: the authors' relative cutoff)."""
 
-    rule: ClassVar[str] = (
-        "advance when |v_t - v_(t-1)| < c, then c *= shrink; c0 = cutoff, or rate * |v_1|"
-    )
     default_rate: ClassVar[float] = 0.01
     rate: float | None = checked(None, optional(validate.real), lo=0, lo_open=True)
     cutoff: float | None = checked(None, optional(validate.real), lo=0, lo_open=True)
@@ -265,9 +258,6 @@ class Oscillation(Trigger):
     advances after epoch 1 for any positive loss; only to replay their runs).
     """
 
-    rule: ClassVar[str] = (
-        "advance when v_t > v_(t-1) + margin for more than `patience` observations in a row"
-    )
     margin: float = checked(0.0, validate.real, lo=0)
     patience: int = checked(0, validate.integer, lo=0)
     authors_bug: bool = checked(False, validate.boolean)
@@ -301,11 +291,6 @@ class Plateau(Trigger):
     advance that would lower the rate by ``eps`` or less is skipped, as torch skips it.
     """
 
-    rule: ClassVar[str] = (
-        "ReduceLROnPlateau: advance after more than `patience` observations without passing "
-        "the bar best*(1-threshold) (min/rel; mirrored for max, abs and negative metrics), then "
-        "wait `cooldown`; skip a drop <= eps"
-    )
     mode: str = checked("min", validate.choice, choices=("min", "max"))
     threshold: float = checked(1e-4, validate.real, lo=0)
     threshold_mode: str = checked("rel", validate.choice, choices=("rel", "abs"))
