@@ -24,7 +24,7 @@ from lrlab.finder.data import (
     validation_subset,
 )
 from lrlab.finder.result import RangeTestResult
-from lrlab.finder.state import set_group_value
+from lrlab.torch import set_hyperparam
 
 __all__ = ["MetricFn", "RunOptions", "Trainee", "run_once"]
 
@@ -240,7 +240,7 @@ class _Run:
     def step(self, i: int, lr: float) -> bool:
         """Take step ``i`` at rate ``lr``; True when the run stops here."""
         for group in self.t.optimizer.param_groups:
-            set_group_value(group, "lr", lr)
+            set_hyperparam(group, "lr", lr)
         try:
             sums = self._accumulate()
         except EndOfData:
