@@ -471,7 +471,8 @@ class Schedule(Configurable):
             if np.ndim(steps) == 0
             else np.asarray(steps, np.float64)
         )
-        out = np.asarray(self.evaluate(t, NUMPY), dtype=np.float64)
+        with np.errstate(over="ignore"):  # an overflowing product saturates (see saturate)
+            out = np.asarray(self.evaluate(t, NUMPY), dtype=np.float64)
         return np.array(np.broadcast_to(out, t.shape))
 
     # composition sugar; each returns a new value, ``self`` is unchanged
