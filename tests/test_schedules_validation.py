@@ -76,7 +76,7 @@ def error(config) -> str:
         ),
         (
             {"type": "warmup", "steps": 3, "base": {"type": "cosine", "lr": 0.1}},
-            "warmup.base is missing required key(s) 'total'",
+            "warmup.base: missing required key(s) 'total'",
         ),
         (
             {
@@ -84,7 +84,7 @@ def error(config) -> str:
                 "steps": 3,
                 "base": {"type": "cosine", "lr": 0.1, "total": 5, "x": 1},
             },
-            "unknown key in warmup.base 'x'",
+            "warmup.base: unknown key for 'cosine' 'x'",
         ),
         (
             {"type": "ralr", "base": {"type": "warmup", "steps": 2.5, "base": COSINE}},

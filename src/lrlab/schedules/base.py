@@ -315,6 +315,19 @@ def _config_class(config: Any, where: str | None) -> type[Configurable]:
     return REGISTRY[name]
 
 
+def _check_keys(config, name: str, where: str | None, fields, required) -> None:
+    """Every key is a field of type ``name`` and every required field is there."""
+    at = f"{where}: " if where else ""
+    for key in config:
+        if key != "type" and key not in fields:
+            shown = key if isinstance(key, str) else validate.describe(key)
+            raise ConfigError(f"{at}{unknown_name_error(f'key for {name!r}', shown, fields)}")
+    missing = [key for key in required if key not in config]
+    if missing:
+        names = ", ".join(map(repr, missing))
+        raise ConfigError(f"{at or name + ': '}missing required key(s) {names}")
+
+
 def from_config(config: Mapping[str, Any], where: str | None = None):
     """Build a schedule (or policy) from a plain dict with a ``type`` key. Never executes code.
 
@@ -335,7 +348,7 @@ def from_config(config: Mapping[str, Any], where: str | None = None):
         for f in fields.values()
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
-    validate.known_keys({k: v for k, v in config.items() if k != "type"}, prefix, fields, required)
+    _check_keys(config, cls.type_name, where, fields, required)
     kwargs = {
         key: _field_from_config(value, validate.field(prefix, key))
         for key, value in config.items()
