@@ -24,7 +24,7 @@ import dataclasses
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,6 +40,7 @@ MAX_STEP = validate.MAX_INT
 # Array namespaces
 
 
+@runtime_checkable
 class Ops(Protocol):
     """What a schedule's formula may use. Arguments ``t`` / ``x`` are the namespace's arrays
     (or Python floats for :data:`SCALAR`); ``n``, ``base`` and ``key`` are Python numbers."""
