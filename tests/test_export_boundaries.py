@@ -62,6 +62,23 @@ def _naive_late_periods(jax) -> list[int]:
     return [p for p, row in zip(PERIODS, late != grid // np.arange(1, 1001)[:, None]) if row.any()]
 
 
+def test_every_array_namespace_satisfies_the_ops_protocol(jax, keras):
+    from lrlab.schedules import NUMPY, SCALAR, Ops
+
+    for ops in (SCALAR, NUMPY, JaxOps(), KerasOps()):
+        assert isinstance(ops, Ops), type(ops).__name__
+    # and they draw RALR's numbers alike, bit for bit (24-bit values, exact in float32)
+    index = np.arange(0, 10**6, 997)
+    reference = NUMPY.uniform(index, 0x12345678)
+    assert [SCALAR.uniform(i, 0x12345678) for i in index[:50]] == reference[:50].tolist()
+    jax_draws = np.asarray(JaxOps().uniform(jax.numpy.asarray(index), 0x12345678))
+    assert np.array_equal(jax_draws, reference)
+    keras_draws = keras.ops.convert_to_numpy(
+        KerasOps().uniform(keras.ops.convert_to_tensor(index), 0x12345678)
+    )
+    assert np.array_equal(keras_draws, reference)
+
+
 def test_floor_div_is_exact_under_jit_for_periods_1_to_1000(jax):
     ops = JaxOps()
     grid = boundary_grid()

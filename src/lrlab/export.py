@@ -80,7 +80,7 @@ _SPLIT = 4096  # a step below 2**24 is a * 4096 + b with a, b < 2**12: 12-bit pr
 def _split3(x: float) -> tuple[float, float, float]:
     """``x`` as ``hi + mid + lo``: two 12-bit parts (exact in products with 12-bit integers)
     and a remainder 2**-24 times smaller."""
-    parts = []
+    parts: list[float] = []
     for _ in range(2):
         mantissa, exponent = math.frexp(x - sum(parts))
         parts.append(math.ldexp(round(mantissa * 4096) / 4096, exponent))

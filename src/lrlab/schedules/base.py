@@ -24,7 +24,7 @@ import dataclasses
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,6 +40,7 @@ MAX_STEP = validate.MAX_INT
 # Array namespaces
 
 
+@runtime_checkable
 class Ops(Protocol):
     """What a schedule's formula may use. Arguments ``t`` / ``x`` are the namespace's arrays
     (or Python floats for :data:`SCALAR`); ``n``, ``base`` and ``key`` are Python numbers."""
@@ -315,6 +316,19 @@ def _config_class(config: Any, where: str | None) -> type[Configurable]:
     return REGISTRY[name]
 
 
+def _check_keys(config, name: str, where: str | None, fields, required) -> None:
+    """Every key is a field of type ``name`` and every required field is there."""
+    at = f"{where}: " if where else ""
+    for key in config:
+        if key != "type" and key not in fields:
+            shown = key if isinstance(key, str) else validate.describe(key)
+            raise ConfigError(f"{at}{unknown_name_error(f'key for {name!r}', shown, fields)}")
+    missing = [key for key in required if key not in config]
+    if missing:
+        names = ", ".join(map(repr, missing))
+        raise ConfigError(f"{at or name + ': '}missing required key(s) {names}")
+
+
 def from_config(config: Mapping[str, Any], where: str | None = None):
     """Build a schedule (or policy) from a plain dict with a ``type`` key. Never executes code.
 
@@ -337,7 +351,7 @@ def from_config(config: Mapping[str, Any], where: str | None = None):
         for f in fields.values()
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
-    validate.known_keys({k: v for k, v in config.items() if k != "type"}, prefix, fields, required)
+    _check_keys(config, cls.type_name, where, fields, required)
     kwargs = {
         key: _field_from_config(value, validate.field(prefix, key))
         for key, value in config.items()
@@ -473,7 +487,8 @@ class Schedule(Configurable):
             if np.ndim(steps) == 0
             else np.asarray(steps, np.float64)
         )
-        out = np.asarray(self.evaluate(t, NUMPY), dtype=np.float64)
+        with np.errstate(over="ignore"):  # an overflowing product saturates (see saturate)
+            out = np.asarray(self.evaluate(t, NUMPY), dtype=np.float64)
         return np.array(np.broadcast_to(out, t.shape))
 
     # composition sugar; each returns a new value, ``self`` is unchanged

@@ -25,6 +25,7 @@ from lrlab.schedules.base import (
 class Constant(Schedule):
     """``lr(t) = lr``.
 
+    >>> from lrlab.schedules import Constant
     >>> Constant(lr=0.1)(12345)
     0.1
     """
@@ -45,6 +46,7 @@ class Constant(Schedule):
 class Step(Schedule):
     """``lr(t) = lr * gamma ** floor(t / step_size)`` (torch ``StepLR``).
 
+    >>> from lrlab.schedules import Step
     >>> s = Step(lr=1.0, step_size=3, gamma=0.5)
     >>> [s(t) for t in range(7)]
     [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]
@@ -70,6 +72,7 @@ class Step(Schedule):
 class MultiStep(Schedule):
     """``lr(t) = lr * gamma ** (number of milestones <= t)`` (torch ``MultiStepLR``).
 
+    >>> from lrlab.schedules import MultiStep
     >>> s = MultiStep(lr=0.1, milestones=(2, 4), gamma=0.1)
     >>> [round(s(t), 12) for t in range(6)]
     [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
@@ -113,6 +116,7 @@ def paper_multistep(total: int, lr: float = 0.1, steps_per_epoch: int = 1) -> Mu
 class Exponential(Schedule):
     """``lr(t) = lr * gamma ** t`` (torch ``ExponentialLR``).
 
+    >>> from lrlab.schedules import Exponential
     >>> Exponential(lr=1.0, gamma=0.5)(3)
     0.125
     """
@@ -137,6 +141,7 @@ class Polynomial(Schedule):
 
     torch's ``PolynomialLR(total_iters=total, power=power)`` is the case ``end_lr = 0``.
 
+    >>> from lrlab.schedules import Polynomial
     >>> p = Polynomial(lr=1.0, end_lr=0.0, total=4, power=2.0)
     >>> [p(t) for t in range(6)]
     [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
@@ -178,6 +183,7 @@ class Cosine(Schedule):
     torch's ``CosineAnnealingLR(T_max=total, eta_min=end_lr)`` closed form, held at ``end_lr``
     after ``total`` (torch's recursive form would climb back up).
 
+    >>> from lrlab.schedules import Cosine
     >>> c = Cosine(lr=1.0, total=4)
     >>> [round(c(t), 12) for t in range(5)]
     [1.0, 0.853553390593, 0.5, 0.146446609407, 0.0]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lrlab import validate
 from lrlab.atomic import atomic_write_text
 from lrlab.errors import ConfigError
 
@@ -19,6 +20,9 @@ else:  # pragma: no cover
 def load_config(source: str | Path | dict) -> dict[str, Any]:
     """A config dict from a ``.json`` / ``.toml`` path, an inline JSON string, or a dict.
 
+    Data nested deeper than :data:`lrlab.validate.MAX_DEPTH` is refused, including what makes
+    the JSON or TOML parser itself recurse too deeply.
+
     >>> load_config('{"type": "constant", "lr": 0.1}')
     {'type': 'constant', 'lr': 0.1}
     """
@@ -26,21 +30,32 @@ def load_config(source: str | Path | dict) -> dict[str, Any]:
         return source
     text = str(source).strip()
     if text.startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"inline config is not valid JSON: {exc}") from None
+        return _parse(text, "inline config", json.loads)
     path = Path(text)
     if not path.is_file():
         raise ConfigError(
             f"config {text!r} is neither inline JSON nor an existing .json/.toml file"
         )
     try:
-        if path.suffix.lower() == ".toml":
-            return tomllib.loads(path.read_text())
-        return json.loads(path.read_text())
+        content = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc})") from None
+    parser = tomllib.loads if path.suffix.lower() == ".toml" else json.loads
+    return _parse(content, str(path), parser)
+
+
+def _parse(text: str, where: str, parser) -> dict[str, Any]:
+    try:
+        data = parser(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        what = "is not valid JSON" if parser is json.loads else "is not valid TOML"
+        raise ConfigError(f"{where} {what}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{where} is nested too deeply (more than {validate.MAX_DEPTH} levels are refused)"
+        ) from None
+    validate.depth(data, where)
+    return dict(validate.mapping(data, where))
 
 
 def dump_config(config: dict[str, Any], path: str | Path) -> None:

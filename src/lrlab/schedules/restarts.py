@@ -60,6 +60,7 @@ class CosineRestarts(Schedule):
     ``period_mult`` says) restarts there exactly. With ``max_restarts`` set, the schedule holds
     ``end_lr`` after the end of period ``max_restarts`` (timm's ``cycle_limit = max_restarts + 1``).
 
+    >>> from lrlab.schedules import CosineRestarts
     >>> s = CosineRestarts(lr=1.0, period=2, period_mult=2)
     >>> [s(t) for t in range(8)]
     [1.0, 0.5, 1.0, 0.8535533905932737, 0.5, 0.14644660940672627, 1.0, 0.9619397662556434]
