@@ -92,7 +92,10 @@ def cross_entropy_and_grad(
     ``(softmax - onehot) / b`` for ``logits`` ``(K, b, C)`` and labels ``y`` ``(K, b)``."""
     logp = torch.log_softmax(logits, -1)
     loss = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1)
-    grad = logp.exp_().sub_(F.one_hot(y, logits.shape[-1])).div_(logits.shape[1])
+    grad = logp.exp().div_(logits.shape[1])
+    grad.scatter_add_(
+        -1, y.unsqueeze(-1), grad.new_full((1, 1, 1), -1.0 / logits.shape[1]).expand(*y.shape, 1)
+    )
     correct = (logits.argmax(-1) == y).sum(1)
     return loss, correct, grad
 
@@ -107,9 +110,17 @@ def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
 
 
+def _weight_grad(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``g^T h`` ``(K, out, in)``, computed as ``(h^T g)^T`` when ``in < out``: MKL's small
+    products run faster with the wider matrix as the output's rows (measured)."""
+    if h.shape[2] < g.shape[2]:
+        return torch.bmm(h.transpose(1, 2), g).transpose(1, 2)
+    return torch.bmm(g.transpose(1, 2), h)
+
+
 def _linear_grads(g: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(dW, db)`` of :func:`_linear` for the output gradient ``g``; ``dh`` is ``g @ w``."""
-    return torch.bmm(g.transpose(1, 2), h), g.sum(1)
+    return _weight_grad(g, h), g.sum(1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,32 +165,49 @@ class BmmMLP:
 
 @dataclass(frozen=True)
 class _Conv:
-    """One Conv1d's geometry; activations are channels-last ``(K, b, length, channels)``."""
+    """One Conv1d's geometry. Activations are channels-last ``(K, b, length, channels)`` and
+    patch columns are ordered ``j * C + c`` (tap-major), so that the patch copy and the fold
+    move contiguous runs of C channels; the weight is permuted to match (a small copy)."""
 
     name: str
     kernel: int
     stride: int
     padding: int
 
-    def patches(self, h: torch.Tensor) -> torch.Tensor:
-        """``(K, b * L_out, C * kernel)`` with column index ``c * kernel + j``: the flattening of
-        torch's Conv1d weight ``(out, C, kernel)``, so the weight needs no permutation."""
-        k, c = h.shape[0], h.shape[3]
-        padded = F.pad(h, (0, 0, self.padding, self.padding))
-        return padded.unfold(2, self.kernel, self.stride).reshape(k, -1, c * self.kernel)
-
     def out_len(self, length: int) -> int:
         return (length + 2 * self.padding - self.kernel) // self.stride + 1
 
-    def fold(self, dp: torch.Tensor, length: int, channels: int) -> torch.Tensor:
-        """The adjoint of :meth:`patches`: ``(K, b * L_out, C * kernel)`` -> ``(K, b, L, C)``."""
+    def weight(self, w: torch.Tensor) -> torch.Tensor:
+        """torch's ``(K, out, C, kernel)`` as ``(K, out, kernel * C)``."""
+        return w.transpose(2, 3).reshape(w.shape[0], w.shape[1], -1)
+
+    def weight_grad(self, dw: torch.Tensor, channels: int) -> torch.Tensor:
+        """The inverse of :meth:`weight`, for a gradient: back to ``(K, out, C, kernel)``."""
+        return dw.view(dw.shape[0], dw.shape[1], self.kernel, channels).transpose(2, 3)
+
+    def patches(self, h: torch.Tensor) -> torch.Tensor:
+        """``(K, b * L_out, kernel * C)``: row ``(i, p)`` holds positions ``stride * p + j -
+        padding`` (zero outside the signal) of sample i."""
+        k, c = h.shape[0], h.shape[3]
+        padded = F.pad(h, (0, 0, self.padding, self.padding))
+        cols = padded.unfold(2, self.kernel, self.stride).transpose(3, 4)
+        return cols.reshape(k, -1, self.kernel * c)
+
+    def fold(self, dp: torch.Tensor, length: int) -> torch.Tensor:
+        """The adjoint of :meth:`patches`: ``(K, b * L_out, kernel * C)`` -> ``(K, b, L, C)``,
+        contiguous (one strided add per tap into the positions it read)."""
         k, n_out = dp.shape[0], self.out_len(length)
-        dp = dp.view(k, -1, n_out, channels, self.kernel)
-        out = dp.new_zeros(k, dp.shape[1], length + 2 * self.padding, channels)
-        end = self.stride * (n_out - 1) + 1
+        dp = dp.view(k, -1, n_out, self.kernel, dp.shape[2] // self.kernel)
+        out = dp.new_zeros(k, dp.shape[1], length, dp.shape[4])
         for j in range(self.kernel):
-            out[:, :, j : j + end : self.stride, :] += dp[..., j]
-        return out[:, :, self.padding : self.padding + length, :]
+            # outputs p read position l = stride * p + j - padding; keep those inside [0, L)
+            first = max(0, -(-(self.padding - j) // self.stride))
+            last = min(n_out, (length - 1 + self.padding - j) // self.stride + 1)
+            if last > first:
+                lo = self.stride * first + j - self.padding
+                hi = self.stride * (last - 1) + j - self.padding + 1
+                out[:, :, lo : hi : self.stride, :] += dp[:, :, first:last, j, :]
+        return out
 
 
 class BmmCNN:
@@ -209,9 +237,9 @@ class BmmCNN:
         saved = []
         for conv in self.convs:
             cols = conv.patches(h)
-            w = p[f"{conv.name}.weight"].flatten(2)
+            w = conv.weight(p[f"{conv.name}.weight"])
             out = _linear(cols, w, p[f"{conv.name}.bias"]).relu_()
-            saved.append((cols, out, h.shape[2], h.shape[3]))
+            saved.append((cols, out, w, h.shape[2], h.shape[3]))
             h = out.view(k, b, conv.out_len(h.shape[2]), -1)
         feats = h.reshape(k, b, -1)
         w_lin = self._classifier_weight(p["linear.weight"])
@@ -227,12 +255,12 @@ class BmmCNN:
         dw_lin = dw_lin.view(k, self.classes, -1, self.channels).transpose(2, 3)
         grads: list[torch.Tensor] = [dw_lin, db_lin]
         for i in reversed(range(len(self.convs))):
-            conv, (cols, out, length, c_in) = self.convs[i], saved[i]
-            da = _relu_grad(dh.reshape(out.shape), out)
-            grads[:0] = _linear_grads(da, cols)
+            conv, (cols, out, w, length, c_in) = self.convs[i], saved[i]
+            da = _relu_grad(dh.view(out.shape), out)
+            dw = _weight_grad(da, cols)
+            grads[:0] = [conv.weight_grad(dw, c_in), da.sum(1)]
             if i > 0:  # no gradient for the input signal
-                dcols = torch.bmm(da, p[f"{conv.name}.weight"].flatten(2))
-                dh = conv.fold(dcols, length, c_in)
+                dh = conv.fold(torch.bmm(da, w), length)
         return loss, correct, torch.cat([t.reshape(k, -1) for t in grads], 1)
 
     def logits(self, flat, x):
