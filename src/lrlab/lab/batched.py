@@ -70,6 +70,32 @@ GPU_MAX_TRIALS = 512
 EVAL_ROWS = 8192
 
 OnEpoch = Callable[[TrialSpec, EpochRecord], Any]
+#: glibc ``mallopt`` settings applied once per process by the batched trainer on Linux: serve
+#: blocks up to 32 MiB from the heap and keep up to 256 MiB of freed heap. A batched step
+#: allocates and frees the same few MiB-sized tensors every step; with glibc's defaults the freed
+#: top of the heap goes back to the OS and is faulted in again (measured: 300-700 page faults per
+#: CNN step at K = 20, a quarter of its CPU time; 20-50 with these settings).
+MALLOC_SETTINGS = {-3: 32 * 2**20, -1: 256 * 2**20}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+_malloc_tuned = False
+
+
+def _keep_freed_memory() -> None:
+    """Apply :data:`MALLOC_SETTINGS` (once; a no-op off glibc). The process then keeps up to
+    256 MiB of freed memory for reuse instead of returning it to the OS."""
+    global _malloc_tuned
+    if _malloc_tuned:
+        return
+    _malloc_tuned = True
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt, Windows)
+        return
+    for param, value in MALLOC_SETTINGS.items():
+        mallopt(param, value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,6 +548,8 @@ def _train_batch(specs, device, threads, task, on_epoch, keep_best_state, engine
         task = task.to(dev)
         if len(task.y_train) == 0:
             raise ConfigError(f"task {task.name!r} has an empty training set")
+        if dev.type == "cpu":
+            _keep_freed_memory()
         stack = _build_stack(specs, task, dev, engine)
         trials = list(stack.trials)
         setup_share = (time.perf_counter() - started) / len(trials)
