@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lrlab.errors import ConfigError
 from lrlab.lab import batched as B
 from lrlab.lab import tasks as T
 from lrlab.lab.batched_nets import BmmCNN, BmmMLP, ParamLayout, VmapNet, make_net
@@ -471,3 +472,20 @@ def test_choose_batch_trials():
     k1 = B.choose_batch_trials("cnn", "mnist1d", "cpu", 1)
     assert 1 <= k1 <= B.CPU_MAX_TRIALS
     assert B.choose_batch_trials("cnn", "mnist1d", "cpu", 10_000_000) <= k1
+
+
+def test_task_name_must_match_the_specs(task):
+    other = dataclasses.replace(task, name="digits")
+    with pytest.raises(ConfigError, match="digits"):
+        B.train_trials([spec_for(seed=0, epochs=1), spec_for(seed=1, epochs=1)], task=other)
+
+
+def test_task_is_loaded_once_per_process(task, monkeypatch):
+    calls = []
+    monkeypatch.setattr(T, "load_task", lambda *a, **k: calls.append(a) or task)
+    monkeypatch.setattr(B, "_TASK_CACHE", {})
+    specs = [spec_for(seed=s, epochs=1) for s in range(2)]
+    first, again = B.train_trials(specs), B.train_trials(specs)
+    assert len(calls) == 1
+    assert [numbers(r) for r in first] == [numbers(r) for r in again]
+    assert [numbers(r) for r in first] == [numbers(r) for r in B.train_trials(specs, task=task)]

@@ -498,7 +498,8 @@ def train_trials(
     Specs with one :func:`batch_key` and a batchable model train as one batch (all of them:
     split a study with :func:`plan_batches` first); others, and a lone spec, go to
     ``train_trial`` one by one (so K = 1 is exactly today's trainer). ``task`` is an already
-    loaded task (loaded from the first spec otherwise); ``on_epoch(spec, record)`` is called
+    loaded task; by default each group's task is loaded once per process (and kept for the
+    next call); ``on_epoch(spec, record)`` is called
     after each trial's epoch; ``engine`` overrides :data:`BATCHED_ENGINES` (``"bmm"`` or
     ``"vmap"``, for the benchmark). Single process only (no torchrun data parallelism).
     """
@@ -509,11 +510,13 @@ def train_trials(
     results: list[TrialResult | None] = [None] * len(specs)
     for rows in groups.values():
         group = [specs[i] for i in rows]
+        # loaded once per process (also for the one-by-one fallback) unless given
+        data = task if task is not None else _cached_task(group[0], resolve_device(device))
         if len(group) == 1 or not batchable(group[0].model):
-            out = [_one_by_one(s, device, threads, task, on_epoch, keep_best_state) for s in group]
+            out = [_one_by_one(s, device, threads, data, on_epoch, keep_best_state) for s in group]
         else:
             engine_name = engine or BATCHED_ENGINES[group[0].model]
-            out = _train_batch(group, device, threads, task, on_epoch, keep_best_state, engine_name)
+            out = _train_batch(group, device, threads, data, on_epoch, keep_best_state, engine_name)
         for i, result in zip(rows, out):
             results[i] = result
     return [r for r in results if r is not None]
@@ -531,17 +534,28 @@ def _one_by_one(spec, device, threads, task, on_epoch, keep_best_state) -> Trial
     )
 
 
+#: The task this process loaded last (a sweep worker trains many batches on the same data).
+_TASK_CACHE: dict[tuple, Any] = {}
+
+
+def _cached_task(spec: TrialSpec, dev: torch.device):
+    from lrlab.lab.tasks import load_task
+
+    key = (spec.task, spec.data_dir, str(dev))
+    if key not in _TASK_CACHE:
+        _TASK_CACHE.clear()  # one task at a time keeps memory flat
+        _TASK_CACHE[key] = load_task(spec.task, data_dir=spec.data_dir, device=dev)
+    return _TASK_CACHE[key]
+
+
 def _train_batch(specs, device, threads, task, on_epoch, keep_best_state, engine):
     from lrlab.errors import ConfigError
-    from lrlab.lab.tasks import load_task
 
     started = time.perf_counter()
     dev = resolve_device(device)
     first = specs[0]
     with _trial_environment(dev, threads):
-        if task is None:
-            task = load_task(first.task, data_dir=first.data_dir, device=dev)
-        elif task.name != first.task:
+        if task.name != first.task:
             raise ConfigError(
                 f"task: the specs say {first.task!r} but the task given is {task.name!r}"
             )
