@@ -103,7 +103,13 @@ def _keep_freed_memory() -> None:
 
 
 def not_batchable_reason(model: str) -> str | None:
-    """``None`` when model ``model`` trains batched, else why it trains one by one."""
+    """``None`` when model ``model`` trains batched, else why it trains one by one.
+
+    >>> not_batchable_reason("cnn") is None
+    True
+    >>> not_batchable_reason("resnet20")
+    "model 'resnet20' has no batched implementation (batched: cnn, mlp); its trials train one by one"
+    """
     if model in BATCHED_ENGINES:
         return None
     return (
@@ -201,7 +207,15 @@ def choose_batch_trials(model: str, task, device=None, cores: int = 1) -> int:
 class TrialRate:
     """One trial's learning rate, stepped as ``lrlab.torch.Scheduler`` steps an optimizer: the
     first step uses ``schedule(0)``; :meth:`advance` is ``sched.step()``, :meth:`observe` is
-    ``sched.step(metric)`` (a policy's state changes, time does not)."""
+    ``sched.step(metric)`` (a policy's state changes, time does not).
+
+    >>> from lrlab.schedules import from_config
+    >>> rate = TrialRate(from_config({"type": "step", "lr": 0.1, "step_size": 2, "gamma": 0.5}))
+    >>> rate.epoch_lrs(3, per_step=True), rate.step
+    ([0.1, 0.1, 0.05], 3)
+    >>> rate.epoch_lrs(2, per_step=False), rate.step
+    ([0.05, 0.05], 3)
+    """
 
     def __init__(self, controller: Any):
         self.controller = controller

@@ -89,7 +89,12 @@ def cross_entropy_and_grad(
     logits: torch.Tensor, y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-trial mean cross-entropy ``(K,)``, correct counts ``(K,)`` and d(loss_k)/d(logits_k)
-    ``(softmax - onehot) / b`` for ``logits`` ``(K, b, C)`` and labels ``y`` ``(K, b)``."""
+    ``(softmax - onehot) / b`` for ``logits`` ``(K, b, C)`` and labels ``y`` ``(K, b)``.
+
+    >>> loss, correct, grad = cross_entropy_and_grad(torch.zeros(1, 2, 2), torch.tensor([[0, 1]]))
+    >>> loss.tolist(), correct.tolist(), grad.tolist()
+    ([0.6931], [1], [[[-0.25, 0.25], [0.25, -0.25]]])
+    """
     logp = torch.log_softmax(logits, -1)
     loss = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1)
     grad = logp.exp().div_(logits.shape[1])
