@@ -45,6 +45,7 @@ import torch
 from lrlab.lab.batched_nets import BatchedNet, make_net
 from lrlab.lab.batched_optim import make_batched_optimizer, optimizer_shape
 from lrlab.lab.trainer import (
+    EVAL_BATCH_SIZE,
     EpochRecord,
     TrialResult,
     TrialSpec,
@@ -60,8 +61,9 @@ from lrlab.torch import _is_policy
 #: Models trained batched, and by which engine of :mod:`lrlab.lab.batched_nets` (measured
 #: fastest: see ``benchmarks/batched_trials.py``). Every other model trains one by one.
 BATCHED_ENGINES: dict[str, str] = {"mlp": "bmm", "cnn": "bmm"}
-#: Largest K worth stacking on a CPU: beyond it throughput no longer grows (measured, see the
-#: benchmark) while a batch's memory and its time to the first result do.
+#: Largest K stacked on a CPU. Throughput is flat from K = 10 to 40 (measured for the CNN,
+#: 2 workers: 1409 / 1517 / 1418 trials per CPU-minute at K = 10 / 20 / 40; the step is bound by
+#: the batched products), so a larger K only adds memory and time to the first result.
 CPU_MAX_TRIALS = 32
 #: Largest K on a GPU (not measured here; memory usually binds first for larger models).
 GPU_MAX_TRIALS = 512
@@ -180,7 +182,8 @@ def choose_batch_trials(model: str, task, device=None, cores: int = 1) -> int:
     host memory, or half of the free GPU memory), capped by :data:`CPU_MAX_TRIALS` /
     :data:`GPU_MAX_TRIALS`. Per trial: six copies of the parameters (weights, gradient, two
     optimizer moments, best checkpoint, a temporary) plus three of the activations of
-    ``EVAL_ROWS`` samples (forward, saved for backward, gradient).
+    ``EVAL_BATCH_SIZE`` samples (forward, saved for backward, gradient): a generous bound on a
+    training batch or an evaluation chunk of one trial.
     """
     from lrlab.lab.models import build_model, count_parameters
     from lrlab.lab.tasks import task_info
@@ -190,7 +193,8 @@ def choose_batch_trials(model: str, task, device=None, cores: int = 1) -> int:
     info = task_info(task) if isinstance(task, str) else task
     with torch.random.fork_rng(devices=[]):
         net = build_model(model, info)
-    floats = 6 * count_parameters(net) + 3 * EVAL_ROWS * _activation_floats(net, info.input_shape)
+    activations = _activation_floats(net, info.input_shape)
+    floats = 6 * count_parameters(net) + 3 * EVAL_BATCH_SIZE * activations
     dev = resolve_device(device)
     if dev.type == "cuda":
         budget, cap = torch.cuda.mem_get_info(dev)[0] / 2, GPU_MAX_TRIALS
