@@ -68,7 +68,7 @@ CPU_MAX_TRIALS = 32
 #: Largest K on a GPU (not measured here; memory usually binds first for larger models).
 GPU_MAX_TRIALS = 512
 #: Rows of an evaluation chunk summed over the K trials (the trainer evaluates 1,024 rows per
-#: trial at a time; stacked, a smaller chunk per trial keeps the working set in cache).
+#: trial at a time; stacked, K trials share this many, which bounds the evaluation's memory).
 EVAL_ROWS = 8192
 
 OnEpoch = Callable[[TrialSpec, EpochRecord], Any]
