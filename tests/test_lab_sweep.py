@@ -447,3 +447,17 @@ def test_batched_units_go_to_the_batched_trainer_and_are_recorded_one_by_one(tmp
     assert {t.final["test_acc"] for t in trials if t.key in batched} == {
         fake_trial(c.spec).final_test_acc for c in study.cells if c.key in batched
     }
+
+
+def test_a_trial_function_workers_cannot_receive_is_one_line(tmp_path):
+    study = fake_study(tmp_path, seeds=1)
+    executor = LocalExecutor(1, trial_fn=lambda spec, **kw: fake_trial(spec))
+    try:
+        with Store(tmp_path / "r.sqlite") as store:
+            with pytest.raises(ConfigError) as info:
+                run_sweep(study, store, executor=executor, progress=False)
+            assert "trial_fn cannot be sent to worker processes" in str(info.value)
+            assert store.trial_status() == {}  # nothing recorded, and no claim left behind
+            assert store._query("SELECT COUNT(*) FROM claims") == [(0,)]
+    finally:
+        executor.close()

@@ -351,7 +351,15 @@ class LocalExecutor:
             name="lrlab-worker",
             daemon=True,
         )
-        process.start()
+        try:
+            process.start()
+        except (AttributeError, TypeError, ValueError) as exc:  # pickling the trial function
+            parent.close()
+            child.close()
+            raise ConfigError(
+                f"trial_fn cannot be sent to worker processes ({one_line(exc)}): use a "
+                "function defined at the top level of a module, or workers=0"
+            ) from None
         child.close()
         worker = _Worker(process, parent)
         self._pool.append(worker)
