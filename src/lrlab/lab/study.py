@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from lrlab import validate as V
-from lrlab.errors import ConfigError, LrlabError, did_you_mean
+from lrlab.errors import ConfigError, LrlabError, did_you_mean, one_line
 from lrlab.lab.contract import (
     DEFAULT_OBJECTIVE,
     LR_INTERVALS,
@@ -729,8 +729,9 @@ def _cells(study: Study) -> list[Cell]:
                 message = str(exc)
                 inside = message.startswith(f"schedules.{sname}") or message.startswith("settings")
                 raise ConfigError(message if inside else f"schedules.{sname}: {message}") from None
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"schedules.{sname}: {exc}") from None
+            except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+                # ArithmeticError: a 400-digit number that a schedule's check turns into a float
+                raise ConfigError(f"schedules.{sname}: {one_line(exc)}") from None
             cells.append(Cell(sname, seed, spec))
     return cells
 
