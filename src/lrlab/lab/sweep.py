@@ -42,30 +42,6 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def keep_in_flight(
-    specs: Iterable[Any], limit: int, in_flight: dict, submit: Callable, wait_any: Callable
-) -> Iterator[list]:
-    """Submit ``specs`` keeping at most ``limit`` in flight; yield each batch of finished
-    ``(spec, handle)`` pairs. ``in_flight`` (handle -> spec) is the caller's, so that it can
-    cancel what is left, or drop it between batches when its backend broke."""
-    pending = iter(specs)
-    while True:
-        for spec in _take(pending, max(0, limit - len(in_flight))):
-            in_flight[submit(spec)] = spec
-        if not in_flight:
-            return
-        yield [(in_flight.pop(handle), handle) for handle in wait_any(list(in_flight))]
-
-
-def _take(iterator: Iterator[Any], n: int) -> list[Any]:
-    out = []
-    for item in iterator:
-        out.append(item)
-        if len(out) >= n:
-            break
-    return out if n > 0 else []
-
-
 @dataclass
 class Outcome:
     """What an executor yields for one trial: a result, or the one-line error it raised."""
