@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from lrlab.errors import ConfigError, LrlabError, one_line, unknown_name_error
 from lrlab.lab.contract import TrialSpec, TrialStatus
-from lrlab.lab.store import Store, default_lease, new_owner
+from lrlab.lab.store import Store, default_lease, new_owner, process_alive
 
 #: A custom trial runner: ``fn(spec, *, device=None, threads=1) -> TrialResult``.
 TrialFn = Callable[..., Any]
@@ -224,27 +224,12 @@ class _alarm:
             signal.signal(signal.SIGALRM, self.old)
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:  # no /proc (macOS): kill(pid, 0) is all we have
-        return True
-
-
 def _watch_driver(driver_pid: int) -> None:
     """In a worker: exit as soon as the driver is gone, so that a SIGKILLed driver leaves no
     orphans training (the fork server then exits too, once its workers have)."""
 
     def watch():
-        while _alive(driver_pid):
+        while process_alive(driver_pid):
             time.sleep(0.5)
         os._exit(0)
 
