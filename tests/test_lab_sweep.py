@@ -400,8 +400,13 @@ def test_a_subset_of_cells_trains_only_those(tmp_path):
         }
         more = train_cells([("a", 0), ("a", 1), ("a", 2)])
         assert (more.skipped, more.ran) == (1, 2)
-        with pytest.raises(ConfigError, match=r"cells: \('c', 0\) is not a"):
+        with pytest.raises(ConfigError, match="cells: 'c' is not a schedule"):
             train_cells([("c", 0)])
+        beyond = train_cells([("b", 9)])  # a seed the study does not list: added to it
+        assert beyond.ran == 1
+        cells = {(t.schedule, t.seed) for t in store.study_trials(study.name)}
+        assert ("b", 9) in cells and len(cells) == 5
+        assert store.study_config(study.name)["seeds"] == [0, 1, 2, 3, 9]
 
 
 def not_a_result(spec, *, device=None, threads=1):
@@ -447,3 +452,17 @@ def test_batched_units_go_to_the_batched_trainer_and_are_recorded_one_by_one(tmp
     assert {t.final["test_acc"] for t in trials if t.key in batched} == {
         fake_trial(c.spec).final_test_acc for c in study.cells if c.key in batched
     }
+
+
+def test_a_trial_function_workers_cannot_receive_is_one_line(tmp_path):
+    study = fake_study(tmp_path, seeds=1)
+    executor = LocalExecutor(1, trial_fn=lambda spec, **kw: fake_trial(spec))
+    try:
+        with Store(tmp_path / "r.sqlite") as store:
+            with pytest.raises(ConfigError) as info:
+                run_sweep(study, store, executor=executor, progress=False)
+            assert "trial_fn cannot be sent to worker processes" in str(info.value)
+            assert store.trial_status() == {}  # nothing recorded, and no claim left behind
+            assert store._query("SELECT COUNT(*) FROM claims") == [(0,)]
+    finally:
+        executor.close()

@@ -158,7 +158,7 @@ def compare(
     train: Callable | str | None,
     study_or_schedules: str | os.PathLike | Mapping[str, Mapping],
     *,
-    seeds: int | Iterable[int] | None = 5,
+    seeds: int | Iterable[int] | None = None,
     objective: str | None = None,
     mode: str | None = None,
     settings: Mapping[str, Any] | None = None,
@@ -181,7 +181,8 @@ def compare(
             None when ``study_or_schedules`` is a study file (or built-in name) that says what
             trains.
         study_or_schedules: schedule name -> schedule config, or a study file / built-in name.
-        seeds: how many seeds (0..N-1) or which; None keeps the study file's.
+        seeds: how many seeds (0..N-1) or which; None: 5 for a dict of schedules, the file's
+            for a study file.
         objective, mode: the metric the comparison is judged on and "min" / "max".
         settings: the ``[settings]`` table ``trial.settings`` gives (it may declare
             ``epochs`` and ``steps_per_epoch``: placeholders ``${total_steps}`` use them).

@@ -26,9 +26,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from lrlab import validate as V
 from lrlab.errors import ConfigError, LrlabError, one_line, unknown_name_error
 from lrlab.lab.contract import TrialSpec, TrialStatus
-from lrlab.lab.store import Store, default_lease, new_owner
+from lrlab.lab.store import Store, default_lease, new_owner, process_alive
 
 #: A custom trial runner: ``fn(spec, *, device=None, threads=1) -> TrialResult``.
 TrialFn = Callable[..., Any]
@@ -40,30 +41,6 @@ Unit = list  # list[TrialSpec]: what an executor runs as one piece of work
 def default_workers() -> int:
     """One worker per CPU core, each with one torch thread: every core busy, no oversubscription."""
     return max(1, os.cpu_count() or 1)
-
-
-def keep_in_flight(
-    specs: Iterable[Any], limit: int, in_flight: dict, submit: Callable, wait_any: Callable
-) -> Iterator[list]:
-    """Submit ``specs`` keeping at most ``limit`` in flight; yield each batch of finished
-    ``(spec, handle)`` pairs. ``in_flight`` (handle -> spec) is the caller's, so that it can
-    cancel what is left, or drop it between batches when its backend broke."""
-    pending = iter(specs)
-    while True:
-        for spec in _take(pending, max(0, limit - len(in_flight))):
-            in_flight[submit(spec)] = spec
-        if not in_flight:
-            return
-        yield [(in_flight.pop(handle), handle) for handle in wait_any(list(in_flight))]
-
-
-def _take(iterator: Iterator[Any], n: int) -> list[Any]:
-    out = []
-    for item in iterator:
-        out.append(item)
-        if len(out) >= n:
-            break
-    return out if n > 0 else []
 
 
 @dataclass
@@ -248,27 +225,12 @@ class _alarm:
             signal.signal(signal.SIGALRM, self.old)
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:  # no /proc (macOS): kill(pid, 0) is all we have
-        return True
-
-
 def _watch_driver(driver_pid: int) -> None:
     """In a worker: exit as soon as the driver is gone, so that a SIGKILLed driver leaves no
     orphans training (the fork server then exits too, once its workers have)."""
 
     def watch():
-        while _alive(driver_pid):
+        while process_alive(driver_pid):
             time.sleep(0.5)
         os._exit(0)
 
@@ -351,7 +313,15 @@ class LocalExecutor:
             name="lrlab-worker",
             daemon=True,
         )
-        process.start()
+        try:
+            process.start()
+        except (AttributeError, TypeError, ValueError) as exc:  # pickling the trial function
+            parent.close()
+            child.close()
+            raise ConfigError(
+                f"trial_fn cannot be sent to worker processes ({one_line(exc)}): use a "
+                "function defined at the top level of a module, or workers=0"
+            ) from None
         child.close()
         worker = _Worker(process, parent)
         self._pool.append(worker)
@@ -632,15 +602,19 @@ class _Run:
                 yield specs
 
 
-def _select(study, cells: Iterable[tuple[str, int]] | None) -> list:
+def _select(study, cells: Iterable[tuple[str, int]] | None):
+    """``(study, selected cells)``: a study extended with the seeds ``cells`` ask for beyond its
+    own (a seeds-until-decided loop adds seeds), and those cells of it."""
     if cells is None:
-        return list(study.cells)
-    wanted = {(str(s), int(k)) for s, k in cells}
-    known = {(c.schedule, c.seed) for c in study.cells}
-    unknown = sorted(wanted - known)
+        return study, list(study.cells)
+    wanted = {(str(s), V.integer(k, "cells: seed", lo=0)) for s, k in cells}
+    unknown = sorted(s for s, _ in wanted if s not in study.schedules)
     if unknown:
-        raise ConfigError(f"cells: {unknown[0]} is not a (schedule, seed) of study {study.name!r}")
-    return [c for c in study.cells if (c.schedule, c.seed) in wanted]
+        raise ConfigError(f"cells: {unknown[0]!r} is not a schedule of study {study.name!r}")
+    extra = sorted({k for _, k in wanted} - set(study.seeds))
+    if extra:
+        study = study.with_seeds((*study.seeds, *extra))
+    return study, [c for c in study.cells if (c.schedule, c.seed) in wanted]
 
 
 def run_sweep(
@@ -672,7 +646,7 @@ def run_sweep(
     or was tried once by this run.
     """
     start = time.perf_counter()
-    selected = _select(study, cells)
+    study, selected = _select(study, cells)
     store.save_study(
         study.name, study.to_dict(), [(c.schedule, c.seed, c.key) for c in study.cells]
     )
@@ -748,8 +722,8 @@ def cell_trainer(
 ) -> Callable[[list[tuple[str, int]]], SweepSummary]:
     """``train_cells(cells)``: train the given ``(schedule, seed)`` cells of ``study`` into
     ``store`` (:func:`run_sweep` with ``cells=``; ``options`` are its other keywords). What a
-    seeds-until-decided loop calls to add seeds where a comparison is still undecided; load the
-    study with the largest number of seeds it may use."""
+    seeds-until-decided loop calls to add seeds where a comparison is still undecided: seeds
+    beyond the study's own are added to it (and to its membership in the store)."""
 
     def train_cells(cells: list[tuple[str, int]]) -> SweepSummary:
         return run_sweep(study, store, cells=cells, **options)
