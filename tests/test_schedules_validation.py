@@ -154,6 +154,15 @@ def test_load_config_result_must_be_a_table(tmp_path):
         {"type": "step", "lr": 0.0, "step_size": 1, "gamma": 10.0},
         {"type": "multistep", "lr": 1.0, "milestones": [1] * 400, "gamma": 1e10},
         {"type": "chain", "schedules": [{"type": "constant", "lr": 1e300}] * 3},
+        # found by the fuzzer: (lr - end_lr) * (1 + cos) overflowed to -inf
+        {"type": "cosine", "lr": 0.1, "end_lr": 8.98846567431158e307, "total": 200},
+        {
+            "type": "cosine_restarts",
+            "lr": 1.7e308,
+            "end_lr": 0.0,
+            "period": 3,
+            "restart_decay": 0.5,
+        },
         {
             "type": "kdecay",
             "form": "additive",

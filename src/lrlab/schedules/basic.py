@@ -206,4 +206,5 @@ class Cosine(Schedule):
 
     def evaluate(self, t, ops):
         x = ops.clip(t / self.total, 0.0, 1.0)
-        return self.end_lr + (self.lr - self.end_lr) * (1.0 + ops.cos(ops.pi * x)) / 2.0
+        # the weight first: (lr - end_lr) * 2 could overflow where the weight never does
+        return self.end_lr + (self.lr - self.end_lr) * ((1.0 + ops.cos(ops.pi * x)) / 2.0)

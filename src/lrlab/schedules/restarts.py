@@ -14,7 +14,6 @@ from lrlab.schedules.base import (
     check_float,
     check_int,
     register,
-    saturate,
     where,
 )
 
@@ -128,5 +127,5 @@ class CosineRestarts(Schedule):
     def evaluate(self, t, ops):
         n, t_cur, length = self._position(t, ops)
         peak = self.lr * ops.power(self.restart_decay, n)
-        value = self.end_lr + (peak - self.end_lr) * (1.0 + ops.cos(ops.pi * t_cur / length)) / 2.0
-        return saturate(value, ops)
+        weight = (1.0 + ops.cos(ops.pi * t_cur / length)) / 2.0  # in [0, 1]: never overflows
+        return self.end_lr + (peak - self.end_lr) * weight
