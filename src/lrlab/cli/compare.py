@@ -41,6 +41,7 @@ def register(subparsers) -> None:
     _execution_options(p, EXECUTORS)
     _output_options(p)
     _study_options(p)
+    _sequential_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -125,9 +126,10 @@ def _study_options(p) -> None:
     p.add_argument(
         "--batch-trials",
         type=int_at_least(1),
-        default=1,
+        default=None,
         metavar="K",
-        help="train up to K compatible trials as one computation (default: 1, one by one)",
+        help="train up to K compatible trials as one computation (default: chosen from memory "
+        "and cores for lrlab's MNIST-1D models; 1 = one by one)",
     )
     p.add_argument(
         "--set",
@@ -140,6 +142,43 @@ def _study_options(p) -> None:
         "--report-only",
         action="store_true",
         help="do not train: rebuild the report from what the database holds",
+    )
+
+
+def _sequential_options(p) -> None:
+    """Seeds until decided, and a preview that trains nothing."""
+    p.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="add seeds where a comparison with the baseline is still undecided, until every "
+        "one is decided (an anytime-valid test, see docs/statistics.md) or a limit is reached",
+    )
+    p.add_argument(
+        "--max-seeds",
+        type=int_at_least(2),
+        default=30,
+        metavar="N",
+        help="with --until-decided: at most N seeds per schedule (default: %(default)s)",
+    )
+    p.add_argument(
+        "--budget",
+        type=positive_float,
+        default=None,
+        metavar="MINUTES",
+        help="with --until-decided: start no round that would end after MINUTES",
+    )
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help="plot every schedule of the study (placeholders resolved) and exit; trains nothing",
+    )
+    p.add_argument(
+        "-o",
+        "--preview-out",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="with --preview: the figure (.png, .pdf, .svg; default: OUT/preview.png)",
     )
 
 
@@ -226,10 +265,12 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path("lrlab-out") / study.name
     db = args.db if args.db is not None else out / "results.sqlite"
     check_output(out, db)
+    if args.preview:
+        return _preview(study, args.preview_out or out / "preview.png")
     if args.report_only and not db.is_file():
         raise ConfigError(f"--report-only: {db} holds no results of study {study.name!r}")
-    report, paths = _run_and_report(args, study, out, db)
-    return _print_report(report, paths, db)
+    report, paths, decision = _run_and_report(args, study, out, db)
+    return _print_report(report, paths, db, decision)
 
 
 def _run_and_report(args: argparse.Namespace, study, out: Path, db: Path):
@@ -238,19 +279,68 @@ def _run_and_report(args: argparse.Namespace, study, out: Path, db: Path):
     from lrlab.lab.report import build_report, write_report
     from lrlab.lab.store import Store
 
+    decision = None
     with Store(db) as store:
         if args.report_only:
             if study.name not in store.study_names():
                 raise ConfigError(f"--report-only: {db} holds no results of study {study.name!r}")
+        elif args.until_decided:
+            decision = _until_decided(args, study, store, db, Console(stderr=True))
         else:
             _sweep(args, study, store, db, Console(stderr=True))
         report = build_report(store, study.name)
-        paths = write_report(report, out)
-    return report, paths
+        paths = write_report(report, out, decision)
+    return report, paths, decision
+
+
+def _preview(study, path: Path) -> int:
+    from lrlab.cli.preview import preview_study
+
+    preview_study(study, path)
+    print(f"preview: {path}")
+    return 0
+
+
+def _executor(args: argparse.Namespace):
+    from lrlab.lab.sweep import make_executor
+
+    options = {"address": args.ray_address} if args.executor == "ray" else {}
+    return make_executor(
+        args.executor, workers=args.workers, device=args.device, threads=args.threads, **options
+    )
+
+
+def _until_decided(args: argparse.Namespace, study, store, db: Path, err_console):
+    from lrlab.lab.sequential import run_until_decided
+    from lrlab.lab.sweep import cell_trainer
+
+    err_console.print(
+        f"study [bold]{study.name}[/]: {len(study.schedules)} schedules, seeds added until "
+        f"decided (at most {args.max_seeds} each"
+        + (f", budget {args.budget:g} min)" if args.budget else ")")
+    )
+    err_console.print(f"results: {db}", highlight=False)
+    executor = _executor(args)
+    try:
+        train_cells = cell_trainer(
+            study,
+            store,
+            executor=executor,
+            progress=not args.no_progress,
+            console=err_console,
+            time_limit=args.time_limit,
+            batch_trials=args.batch_trials,
+        )
+        budget_s = None if args.budget is None else 60.0 * args.budget
+        return run_until_decided(
+            study.to_dict(), store, train_cells, max_seeds=args.max_seeds, budget_s=budget_s
+        )
+    finally:
+        executor.close()
 
 
 def _sweep(args: argparse.Namespace, study, store, db: Path, err_console) -> None:
-    from lrlab.lab.sweep import make_executor, run_sweep
+    from lrlab.lab.sweep import run_sweep
 
     what = f"{study.task}, {study.model}" if study.trial is None else f"trial {study.trial}"
     err_console.print(
@@ -258,10 +348,7 @@ def _sweep(args: argparse.Namespace, study, store, db: Path, err_console) -> Non
         f"{len(study.seeds)} seeds = {len(study.cells)} trials of {study.epochs} epochs ({what})"
     )
     err_console.print(f"results: {db}", highlight=False)
-    options = {"address": args.ray_address} if args.executor == "ray" else {}
-    executor = make_executor(
-        args.executor, workers=args.workers, device=args.device, threads=args.threads, **options
-    )
+    executor = _executor(args)
     try:
         summary = run_sweep(
             study,
@@ -282,14 +369,16 @@ def _sweep(args: argparse.Namespace, study, store, db: Path, err_console) -> Non
     )
 
 
-def _print_report(report, paths: dict, db: Path) -> int:
+def _print_report(report, paths: dict, db: Path, decision=None) -> int:
     from rich.console import Console
 
-    from lrlab.lab.report import rich_table
+    from lrlab.lab.report import rich_decision_table, rich_table
 
     # a pipe or a file gets a wide table rather than rich's 80-column default
     out_console = Console() if sys.stdout.isatty() else Console(width=180)
     out_console.print(rich_table(report))
+    if decision is not None:
+        out_console.print(rich_decision_table(decision))
     out_console.print(f"report: {paths['report']}")
     plots = [str(p) for k, p in paths.items() if k != "report"]
     out_console.print(f"plots:  {', '.join(plots)}")

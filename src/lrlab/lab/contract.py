@@ -35,7 +35,7 @@ from lrlab.errors import ConfigError, unknown_name_error
 
 #: Part of every :meth:`TrialSpec.key`. Bump it when a change to the trainer changes the numbers a
 #: spec produces, so that stored results of the old trainer are not mistaken for new ones.
-TRAINER_VERSION = 1
+TRAINER_VERSION = 2
 #: When the learning rate advances: every optimizer iteration, or once per epoch.
 LR_INTERVALS = ("step", "epoch")
 #: A reference to user code in a study file: ``"package.module:attribute"``.

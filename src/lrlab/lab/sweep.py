@@ -147,10 +147,9 @@ def execute_unit(
         try:
             from lrlab.lab.batched import train_trials
 
-            return [
-                (_checked(r), None)
-                for r in train_trials(list(specs), device=device, threads=threads)
-            ]
+            on_epoch = None if tick is None else (lambda spec, rec: tick(spec.key(), rec.epoch))
+            results = train_trials(list(specs), device=device, threads=threads, on_epoch=on_epoch)
+            return [(_checked(r), None) for r in results]
         except Exception as exc:  # a failing batch is recorded, never fatal to the sweep
             return [(None, one_line(exc))] * len(specs)
     out: list[tuple[Any, str | None]] = []
@@ -260,7 +259,15 @@ def _worker_main(conn, driver_pid: int, trial_fn, device, threads) -> None:
 
 
 #: Modules the fork server imports once, before it forks workers.
-FORKSERVER_PRELOAD = ("lrlab.lab.sweep", "lrlab.lab.trainer", "lrlab.lab.tasks", "lrlab.lab.models")
+FORKSERVER_PRELOAD = (
+    "lrlab.lab.sweep",
+    "lrlab.lab.trainer",
+    "lrlab.lab.tasks",
+    "lrlab.lab.models",
+    "lrlab.lab.batched",
+    "lrlab.lab.batched_nets",
+    "lrlab.lab.batched_optim",
+)
 
 
 @dataclass
@@ -560,22 +567,30 @@ class _Heartbeat:
         self._thread.join(timeout=5)
 
 
-def _units(cells: list, batch_trials: int) -> list[list]:
-    """The cells grouped into units of work: single cells, or up to ``batch_trials`` cells that
-    can train as one computation (same :func:`lrlab.lab.batched.batch_key`)."""
+def _units(cells: list, batch_trials: int, workers: int) -> list[list]:
+    """The cells grouped into units of work: single cells, or batches of up to ``batch_trials``
+    cells that can train as one computation, spread so every worker gets one
+    (:func:`lrlab.lab.batched.plan_batches`)."""
     if batch_trials <= 1:
         return [[c] for c in cells]
-    try:
-        from lrlab.lab.batched import batch_key
-    except ImportError:  # no batched trainer here: one by one
-        return [[c] for c in cells]
-    groups: dict[Any, list] = {}
-    for cell in cells:
-        groups.setdefault(batch_key(cell.spec), []).append(cell)
-    units = []
-    for group in groups.values():
-        units += [group[i : i + batch_trials] for i in range(0, len(group), batch_trials)]
-    return units
+    from lrlab.lab.batched import plan_batches
+
+    by_spec = {id(c.spec): c for c in cells}
+    batches = plan_batches([c.spec for c in cells], batch_trials, workers)
+    return [[by_spec[id(spec)] for spec in batch] for batch in batches]
+
+
+def batch_trials_for(study, *, device: str | None, workers: int, custom_trainer: bool) -> int:
+    """The default K: 1 for a user's trial function or trainer, else as many trials of the
+    study's model as memory and cores allow (:func:`lrlab.lab.batched.choose_batch_trials`;
+    1 for a model that does not batch)."""
+    if custom_trainer or study.trial is not None:
+        return 1
+    from lrlab.lab.batched import batchable, choose_batch_trials
+
+    if not batchable(study.model):
+        return 1
+    return choose_batch_trials(study.model, study.task, device, max(1, workers))
 
 
 @dataclass
@@ -630,7 +645,7 @@ def run_sweep(
     console=None,
     cells: Iterable[tuple[str, int]] | None = None,
     time_limit: float | None = None,
-    batch_trials: int = 1,
+    batch_trials: int | None = None,
     lease: float | None = None,
     poll: float | None = None,
 ) -> SweepSummary:
@@ -641,6 +656,8 @@ def run_sweep(
     :func:`default_workers`; ``0``: run inline). ``trial_fn`` replaces the trainer (it must be
     picklable, a module-level function, for a process pool). Cells that share a spec (hence a
     key) are trained once. ``time_limit`` (default: the study's) fails a trial that runs longer.
+    ``batch_trials`` is K, the most trials trained as one computation (``None``: chosen from
+    memory and cores, see :func:`batch_trials_for`; ``1``: one by one).
     Trials that another run holds a claim on are waited for (polling every ``poll`` seconds)
     and taken over if that run dies, so the call returns when every selected trial is finished
     or was tried once by this run.
@@ -661,11 +678,18 @@ def run_sweep(
             "local", workers=workers, trial_fn=trial_fn, device=device, threads=threads
         )
     todo = [c for c in unique if c.key not in finished_before]
+    n_workers = max(1, getattr(executor, "workers", 1))
+    if batch_trials is None:
+        batch_trials = batch_trials_for(
+            study, device=device, workers=n_workers, custom_trainer=trial_fn is not None
+        )
     counts = run.counts
     bar = _start_bar(progress, console, study, len(unique), len(todo))
     heartbeat = _Heartbeat(store.path, run.owner, run.lease)
     try:
-        by_others = _sweep_rounds(run, executor, todo, batch_trials, limit, bar, names, study, poll)
+        by_others = _sweep_rounds(
+            run, executor, todo, (batch_trials, n_workers), limit, bar, names, study, poll
+        )
     finally:
         heartbeat.stop()
         store.release(run.owner)
@@ -687,7 +711,7 @@ def _start_bar(progress: bool, console, study, total: int, todo: int) -> _Progre
     return _Progress(console, title, todo, study.epochs)
 
 
-def _sweep_rounds(run: _Run, executor, todo, batch_trials, limit, bar, names, study, poll) -> int:
+def _sweep_rounds(run: _Run, executor, todo, batching, limit, bar, names, study, poll) -> int:
     """Train what this run can claim; then wait for trials other runs hold until they finish
     them or their claims expire (and train those). Returns how many others finished."""
     poll = min(1.0, run.lease / 4) if poll is None else poll
@@ -703,7 +727,7 @@ def _sweep_rounds(run: _Run, executor, todo, batch_trials, limit, bar, names, st
         if not open_cells:
             return len(by_others)
         before = len(run.attempted)
-        units = run.claimed_units(_units(open_cells, batch_trials))
+        units = run.claimed_units(_units(open_cells, *batching))
         tick = None if bar is None else bar.epoch
         for outcome in executor.run(units, on_epoch=tick, time_limit=limit):
             status = record_outcome(run.store, outcome)
