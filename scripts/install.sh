@@ -11,3 +11,10 @@ extras=""
 [ "${1:-}" = "test" ] && extras="[test,integrations]"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0" -e ".${extras}"
+if [ "${1:-}" = "test" ]; then
+  # timm is a test reference only (its schedulers). --no-deps: it would pull torchvision, whose
+  # PyPI build does not import beside the pinned CPU torch; timm.scheduler needs only torch
+  # (conftest.py imports it without timm's models).
+  .venv/bin/python -m pip install -q --no-deps "timm==1.0.31"
+fi
+echo "lrlab is installed in .venv: run .venv/bin/lrlab, or 'source .venv/bin/activate' to put lrlab on the PATH"

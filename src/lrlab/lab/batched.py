@@ -56,7 +56,7 @@ from lrlab.lab.trainer import (
     steps_per_epoch,
     train_trial,
 )
-from lrlab.torch import _is_policy
+from lrlab.policies.driver import as_driver
 
 #: Models trained batched, and by which engine of :mod:`lrlab.lab.batched_nets` (measured
 #: fastest: see ``benchmarks/batched_trials.py``). Every other model trains one by one.
@@ -222,21 +222,20 @@ class TrialRate:
     """
 
     def __init__(self, controller: Any):
-        self.controller = controller
+        self.driver = as_driver(controller)
         self.step = 0
-        self.state = controller.initial_state() if _is_policy(controller) else None
+        self.state = self.driver.init()
 
     def lr(self) -> float:
         """The rate the optimizer uses at the current step (the Scheduler's expression)."""
-        c, s = self.controller, self.state
-        return float((c.lr(self.step, s) if s is not None else c(self.step)) * 1.0)
+        return float(self.driver.value(self.state, self.step))
 
     def advance(self) -> None:
         self.step += 1
 
     def observe(self, metric: float) -> None:
-        if self.state is not None:
-            self.state = self.controller.observe(self.state, float(metric))
+        if self.driver.stateful:
+            self.state = self.driver.observe(self.state, float(metric))
 
     def epoch_lrs(self, steps: int, per_step: bool) -> list[float]:
         """The rates of the next epoch's ``steps`` steps (a policy's state only changes between

@@ -10,7 +10,6 @@ from lrlab.schedules.base import (
     check_choice,
     check_float,
     check_int,
-    check_order,
     register,
 )
 
@@ -30,7 +29,9 @@ class Cyclic(Schedule):
         triangular: scale = 1 ; triangular2: scale = 1 / 2 ** (cycle - 1) ; exp_range: gamma ** t
 
     The same arithmetic as ``torch.optim.lr_scheduler.CyclicLR(..., cycle_momentum=False)``.
-    ``step_size_down`` defaults to ``step_size_up`` (a symmetric triangle).
+    ``step_size_down`` defaults to ``step_size_up`` (a symmetric triangle). ``max_lr`` may be
+    below ``base_lr``: the cycle then descends first, the shape torch's ``cycle_momentum`` gives
+    momentum (``base_lr=max_momentum, max_lr=base_momentum``); values stay between the two.
 
     >>> from lrlab.schedules import Cyclic
     >>> c = Cyclic(base_lr=1.0, max_lr=5.0, step_size_up=4)
@@ -60,7 +61,6 @@ class Cyclic(Schedule):
     def __post_init__(self):
         check_float(self, "base_lr", lo=0)
         check_float(self, "max_lr", lo=0)
-        check_order(self, "base_lr", "max_lr")
         check_int(self, "step_size_up", lo=1)
         if self.step_size_down is None:
             object.__setattr__(self, "step_size_down", self.step_size_up)
