@@ -142,11 +142,33 @@ def _policy_needs_metrics(controller) -> ConfigError:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Rates:
+    """The learning rates of a config at steps 0..steps-1: iterating yields NumPy arrays of at
+    most ``CHUNK_STEPS`` rates, computed afresh on every pass (so 10**8 steps never fill memory);
+    a replayed policy is one array."""
+
+    controller: Any
+    steps: int
+    replayed: Any = None
+
+    def __iter__(self) -> Iterator:
+        import numpy as np
+
+        if self.replayed is not None:
+            yield self.replayed
+            return
+        for start in range(0, self.steps, CHUNK_STEPS):
+            # an overflow shows as inf, which the caller rejects in one line: no numpy warning
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                yield self.controller.values(np.arange(start, min(self.steps, start + CHUNK_STEPS)))
+
+
 def learning_rate_chunks(
     config_source, steps: int, *, metrics=None, steps_per_epoch: int | None = None
-) -> Iterator:
-    """The learning rates of a config at steps 0..steps-1, as NumPy arrays of at most
-    ``CHUNK_STEPS`` rates each. ``config_source`` is anything :func:`read_source` reads.
+) -> Rates:
+    """The learning rates of a config at steps 0..steps-1, in chunks (:class:`Rates`); the
+    config is read and checked here. ``config_source`` is anything :func:`read_source` reads.
 
     With ``metrics`` (a list of per-epoch values, or a path / inline JSON list) a policy is
     replayed through them, ``steps_per_epoch`` steps per epoch (default 1, or the study's);
@@ -164,12 +186,7 @@ def learning_rate_chunks(
     if metrics is None:
         if _is_policy(controller):
             raise _policy_needs_metrics(controller)
-        for start in range(0, steps, CHUNK_STEPS):
-            # an overflow shows as inf, which the caller rejects in one line: no numpy warning
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                chunk = controller.values(np.arange(start, min(steps, start + CHUNK_STEPS)))
-            yield chunk
-        return
+        return Rates(controller, steps)
     from lrlab.policies import load_metrics, replay
 
     if not isinstance(metrics, (list, tuple)):
@@ -177,7 +194,8 @@ def learning_rate_chunks(
     spe = steps_per_epoch or source.steps_per_epoch or 1
     if spe < 1:
         raise ConfigError(f"--steps-per-epoch must be an integer >= 1, got {spe}")
-    yield np.asarray(replay(controller, metrics, spe, steps=steps).lrs, dtype=np.float64)
+    lrs = np.asarray(replay(controller, metrics, spe, steps=steps).lrs, dtype=np.float64)
+    return Rates(controller, steps, lrs)
 
 
 def learning_rates(config_source, steps: int, *, metrics=None, steps_per_epoch: int | None = None):
@@ -204,13 +222,15 @@ def _check_finite(values, offset: int) -> None:
 
 
 def cmd_lr(args) -> int:
-    chunks = learning_rate_chunks(
+    rates = learning_rate_chunks(
         args.config, args.steps, metrics=args.metrics, steps_per_epoch=args.steps_per_epoch
     )
-    out = sys.stdout
     offset = 0
-    for values in chunks:
-        _check_finite(values, offset)  # before printing, so JSON never holds NaN or Infinity
+    for values in rates:  # a first pass checks every rate, so nothing invalid is ever printed
+        _check_finite(values, offset)
+        offset += len(values)
+    out, offset = sys.stdout, 0
+    for values in rates:
         if args.json:
             body = ", ".join(json.dumps(float(v), allow_nan=False) for v in values)
             out.write(("[" if offset == 0 else ", ") + body)
