@@ -81,7 +81,7 @@ _DATA = """
 import torch
 
 torch.manual_seed(0)
-x_train, y_train = torch.randn(512, 40), torch.randint(0, 10, (512,))
+x_train, y_train = torch.randn(128, 40), torch.randint(0, 10, (128,))
 x_val, y_val = torch.randn(256, 40), torch.randint(0, 10, (256,))
 model = torch.nn.Sequential(torch.nn.Linear(40, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
 optimizer = opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -95,7 +95,7 @@ val_loss = 1.0
 """
 
 #: names a doc's fragments take for granted, defined before its first Python block: a small
-#: classifier on random 40-feature data, its SGD optimizer, a loader of 4 batches, 2 epochs
+#: classifier on random 40-feature data, its SGD optimizer, a loader of one batch of 128, 2 epochs
 PRELUDES = {
     "README.md": _DATA,
     "docs/policies.md": _DATA + "validate = lambda model: 1.0  # a validation loss\n",
