@@ -350,3 +350,21 @@ def test_papers_table_fits_80_columns_with_whole_numbers(tmp_path):
     for row in rows:
         numbers = [float(cell) for cell in row[16:].split()]
         assert len(numbers) == 7 and all(v > 0 for v in numbers)
+
+
+def test_a_full_disk_is_one_line_naming_the_path_and_leaves_no_temporary_file(tmp_path):
+    import errno
+
+    from lrlab.atomic import OutputPathError, atomic_write
+    from lrlab.cli import os_error_text
+
+    def full_disk(f):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    target = tmp_path / "report.md"
+    with pytest.raises(OutputPathError) as info:
+        atomic_write(target, full_disk)
+    assert str(info.value) == f"cannot write {target}: no space left on device"
+    assert list(tmp_path.iterdir()) == []
+    assert os_error_text(PermissionError(13, "Permission denied", "/x")) == "/x: permission denied"
