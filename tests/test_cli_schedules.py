@@ -71,6 +71,7 @@ def test_papers_prints_and_plots(tmp_path, capsys):
         (["lr", CLR, "--steps", "-5"], "--steps: must be an integer >= 1"),
         (["lr", CLR, "--steps", "abc"], "--steps: must be an integer"),
         (["lr", CLR, "--steps", "100000000000"], "<= 100,000,000"),
+        (["lr", CLR, "--steps", "9" * 5000], "(5000 characters)"),
         (["lr", CLR], "required: --steps"),
         (["lr", CLR, "--steps", "3", "--steps-per-epoch", "0"], "--steps-per-epoch"),
         (["plot", CLR, "--steps", "3", "-o", "x.jpg"], "allowed suffixes: .png, .pdf, .svg"),

@@ -14,12 +14,13 @@ def int_at_least(lo: int, hi: int | None = None):
     allowed = f"an integer >= {lo}" + ("" if hi is None else f" and <= {hi:_}".replace("_", ","))
 
     def parse(text: str) -> int:
+        shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
         try:
             value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        except ValueError:  # also a number too long to convert (thousands of digits)
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {shown}") from None
         if value < lo or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {shown}")
         return value
 
     return parse
