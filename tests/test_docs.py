@@ -44,6 +44,9 @@ Markers, in an HTML comment on the line before a block:
     ``test_skipped_blocks_are_few_and_explained`` keeps the list short.
 ``<!-- main-command -->``, ``<!-- test-command -->`` (README)
     The main job (minutes) and the test command (this suite itself; ``.ci/run`` runs it): skipped.
+``<!-- docs-test: fresh-prelude -->``
+    The prelude runs again right before the block: the snippet starts from a fresh model and
+    optimizer, as a reader's would (e.g. a range test after a section that trained the model).
 ``<!-- snippet: NAME -->``
     Run by the test under ``tests/`` that extracts that snippet by name (often with the real
     framework, e.g. under ``torchrun``); ``test_named_snippet_is_run_by_a_test`` checks that
@@ -81,12 +84,13 @@ _DATA = """
 import torch
 
 torch.manual_seed(0)
-x_train, y_train = torch.randn(128, 40), torch.randint(0, 10, (128,))
-x_val, y_val = torch.randn(256, 40), torch.randint(0, 10, (256,))
+teacher = torch.randn(40, 10)  # labels from a fixed linear map: a task the model can learn
+x_train, x_val = torch.randn(512, 40), torch.randn(256, 40)
+y_train, y_val = (x_train @ teacher).argmax(1), (x_val @ teacher).argmax(1)
 model = torch.nn.Sequential(torch.nn.Linear(40, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
 optimizer = opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 train_loader = loader = torch.utils.data.DataLoader(
-    torch.utils.data.TensorDataset(x_train, y_train), batch_size=128
+    torch.utils.data.TensorDataset(x_train, y_train), batch_size=256
 )
 loss_fn = torch.nn.CrossEntropyLoss()
 epochs = 2
@@ -95,7 +99,8 @@ val_loss = 1.0
 """
 
 #: names a doc's fragments take for granted, defined before its first Python block: a small
-#: classifier on random 40-feature data, its SGD optimizer, a loader of one batch of 128, 2 epochs
+#: classifier on a learnable synthetic task (40 features, 10 classes, labels from a fixed linear
+#: map), its SGD optimizer, a loader of 2 batches, 2 epochs
 PRELUDES = {
     "README.md": _DATA,
     "docs/policies.md": _DATA + "validate = lambda model: 1.0  # a validation loss\n",
@@ -158,6 +163,7 @@ class Block:
     code: str
     skip: str | None = None  # the reason, when the block is not run here
     snippet: str | None = None  # NAME of a <!-- snippet: NAME --> marker
+    fresh: bool = False  # <!-- docs-test: fresh-prelude -->: the prelude runs again before it
 
     @property
     def where(self) -> str:
@@ -179,7 +185,8 @@ def _markers(comment: str) -> dict[str, str | None]:
         if f"<!-- {marker} -->" in comment:
             reason = why
     snippet = _SNIPPET.search(comment)
-    return {"skip": reason, "snippet": snippet[1] if snippet else None}
+    fresh = bool(re.search(r"<!--\s*docs-test:\s*fresh-prelude\s*-->", comment))
+    return {"skip": reason, "snippet": snippet[1] if snippet else None, "fresh": fresh}
 
 
 def read_blocks(path: Path, text: str | None = None) -> list[Block]:
@@ -248,8 +255,12 @@ def prepare_folder(folder: Path) -> Path:
 
 def run_python(blocks: list[Block], folder: Path, prelude: str | None) -> dict[Block, str]:
     """Run the blocks in order in one namespace in a new process; block -> error of the failed."""
-    named = [(f"<prelude of {blocks[0].file}>", prelude)] if prelude else []
-    named += [(f"{b.file}:{b.line}", b.code) for b in blocks]
+    named: list[tuple[str, str | None]] = [(f"<prelude of {blocks[0].file}>", prelude)]
+    for b in blocks:
+        if b.fresh and prelude:
+            named.append((f"<prelude again before {b.file}:{b.line}>", prelude))
+        named.append((f"{b.file}:{b.line}", b.code))
+    named = [(n, c) for n, c in named if c]
     source, results = folder / ".docs-blocks.json", folder / ".docs-results.json"
     source.write_text(json.dumps([{"name": n, "code": c} for n, c in named]))
     proc = subprocess.run(
@@ -261,11 +272,10 @@ def run_python(blocks: list[Block], folder: Path, prelude: str | None) -> dict[B
         timeout=TIMEOUT_S,
     )
     errors = json.loads(results.read_text()) if results.exists() else []
-    if prelude:
-        assert errors and errors[0] is None, (
-            f"the prelude failed: {errors[:1]}{proc.stderr[-2000:]}"
-        )
-        errors = errors[1:]
+    preludes = [i for i, (n, _) in enumerate(named) if n.startswith("<prelude")]
+    for i in preludes:
+        assert i >= len(errors) or errors[i] is None, f"{named[i][0]} failed: {errors[i]}"
+    errors = [e for i, e in enumerate(errors) if i not in preludes]
     lost = f"the process ended (status {proc.returncode}): {proc.stderr.strip()[-400:]}"
     errors += [lost] * (len(blocks) - len(errors))
     return {b: e for b, e in zip(blocks, errors) if e is not None}
