@@ -5,17 +5,22 @@ from __future__ import annotations
 import argparse
 import math
 
+#: the most steps ``lrlab lr`` / ``lrlab plot`` evaluate: 10**8 float64 rates are 800 MB
+MAX_STEPS = 10**8
 
-def int_at_least(lo: int):
-    """An argparse ``type`` accepting integers >= ``lo``."""
+
+def int_at_least(lo: int, hi: int | None = None):
+    """An argparse ``type`` accepting integers >= ``lo`` (and <= ``hi`` when given)."""
+    allowed = f"an integer >= {lo}" + ("" if hi is None else f" and <= {hi:_}".replace("_", ","))
 
     def parse(text: str) -> int:
+        shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
         try:
             value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}")
+        except ValueError:  # also a number too long to convert (thousands of digits)
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {shown}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {shown}")
         return value
 
     return parse

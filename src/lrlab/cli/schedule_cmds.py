@@ -3,27 +3,48 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import math
+import re
+import sys
+import textwrap
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from lrlab.atomic import atomic_save_figure
+from lrlab.atomic import FIGURE_FORMATS, atomic_save_figure
+from lrlab.cli.args import MAX_STEPS, int_at_least
 from lrlab.errors import ConfigError
 from lrlab.policies import as_driver
 from lrlab.schedules import REGISTRY, from_config, load_config
 
+#: rates evaluated (and printed) at a time by ``lrlab lr``, so 10**8 steps never fill memory
+CHUNK_STEPS = 1 << 16
+SUFFIXES = ", ".join(f".{s}" for s in FIGURE_FORMATS)
+
 
 def register(sub) -> None:
     p = sub.add_parser("lr", help="print the learning rate at steps 0..N-1 of a config")
-    p.add_argument("config", help="a .json/.toml file or inline JSON")
-    p.add_argument("--steps", type=int, required=True, help="number of steps to print")
+    p.add_argument(
+        "config",
+        help="a .json/.toml file, inline JSON, or STUDY:SCHEDULE (a study file or built-in "
+        "study and one of its schedules, placeholders resolved)",
+    )
+    _add_steps_option(p)
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     _add_replay_options(p)
     p.set_defaults(func=cmd_lr)
 
-    p = sub.add_parser("plot", help="plot one or more configs' learning rates to a PNG")
-    p.add_argument("configs", nargs="+", help=".json/.toml files or inline JSON")
-    p.add_argument("--steps", type=int, required=True)
-    p.add_argument("-o", "--output", required=True, help="PNG path")
+    p = sub.add_parser("plot", help="plot one or more configs' learning rates (PNG, PDF, SVG)")
+    p.add_argument("configs", nargs="+", help="as for 'lrlab lr': files, inline JSON, STUDY:NAME")
+    _add_steps_option(p)
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help=f"figure path; its suffix sets the format ({SUFFIXES})",
+    )
     p.add_argument("--labels", nargs="*", help="one legend label per config")
     p.add_argument("--log", action="store_true", help="logarithmic learning-rate axis")
     _add_replay_options(p)
@@ -34,8 +55,18 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_schedules)
 
     p = sub.add_parser("papers", help="print and plot the schedules of the four papers")
-    p.add_argument("-o", "--output", default="lrlab-papers.png", help="PNG path")
+    p.add_argument("-o", "--output", default="lrlab-papers.png", help=f"figure path ({SUFFIXES})")
     p.set_defaults(func=cmd_papers)
+
+
+def _add_steps_option(p) -> None:
+    p.add_argument(
+        "--steps",
+        type=int_at_least(1, MAX_STEPS),
+        required=True,
+        metavar="N",
+        help=f"number of steps (1..{MAX_STEPS:.0e})",
+    )
 
 
 def _add_replay_options(p) -> None:
@@ -47,23 +78,98 @@ def _add_replay_options(p) -> None:
     )
     p.add_argument(
         "--steps-per-epoch",
-        type=int,
+        type=int_at_least(1),
         metavar="S",
-        help="steps in one epoch of the replayed history (default 1; needs --metrics)",
+        help="steps in one epoch of the replayed history (default 1, or the study's; "
+        "needs --metrics)",
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Where a config comes from
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigSource:
+    """A config and how to name it: a file's stem, a study's schedule name, or its type."""
+
+    config: dict
+    label: str
+    #: schedule steps per epoch when the config comes from a study (the replay default)
+    steps_per_epoch: int | None = None
+
+
+def read_source(source: str | dict) -> ConfigSource:
+    """A config from a dict, inline JSON, a .json/.toml file, or ``STUDY:SCHEDULE``."""
+    if isinstance(source, dict):
+        return ConfigSource(source, str(source.get("type", "config")))
+    from lrlab.cli.preview import split_study_source, study_schedule
+
+    parts = split_study_source(source)
+    if parts is not None:
+        config, steps_per_epoch = study_schedule(*parts)
+        return ConfigSource(config, parts[1], steps_per_epoch)
+    config = load_config(source)
+    text = str(source).strip()
+    _reject_study_file(config, text)
+    label = Path(text).stem if not text.startswith("{") else str(config.get("type", "config"))
+    return ConfigSource(config, label)
+
+
+def _reject_study_file(config: dict, text: str) -> None:
+    schedules = config.get("schedules") if isinstance(config, dict) else None
+    if isinstance(schedules, dict) and "type" not in config:
+        names = ", ".join(map(str, schedules))
+        raise ConfigError(
+            f"{text} is a study file: pick one of its schedules as {text}:NAME ({names})"
+        )
+
+
 def _check_steps(steps: int) -> int:
-    if steps < 1:
-        raise ConfigError(f"--steps must be an integer >= 1, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise ConfigError(f"--steps must be an integer >= 1 and <= {MAX_STEPS:,}, got {steps!r}")
     return steps
 
 
-def learning_rates(config_source, steps: int, *, metrics=None, steps_per_epoch: int | None = None):
-    """The learning rates of a config at steps 0..steps-1 (a NumPy array).
+def _policy_needs_metrics(controller) -> ConfigError:
+    return ConfigError(
+        f"this config is a policy (trigger {controller.trigger.type_name!r}): its learning rate "
+        "depends on a metric; give --metrics FILE (a JSON list, one value per epoch) and "
+        "--steps-per-epoch S to replay a history"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Rates:
+    """The learning rates of a config at steps 0..steps-1: iterating yields NumPy arrays of at
+    most ``CHUNK_STEPS`` rates, computed afresh on every pass (so 10**8 steps never fill memory);
+    a replayed policy is one array."""
+
+    controller: Any
+    steps: int
+    replayed: Any = None
+
+    def __iter__(self) -> Iterator:
+        import numpy as np
+
+        if self.replayed is not None:
+            yield self.replayed
+            return
+        for start in range(0, self.steps, CHUNK_STEPS):
+            # an overflow shows as inf, which the caller rejects in one line: no numpy warning
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                yield self.controller.values(np.arange(start, min(self.steps, start + CHUNK_STEPS)))
+
+
+def learning_rate_chunks(
+    config_source, steps: int, *, metrics=None, steps_per_epoch: int | None = None
+) -> Rates:
+    """The learning rates of a config at steps 0..steps-1, in chunks (:class:`Rates`); the
+    config is read and checked here. ``config_source`` is anything :func:`read_source` reads.
 
     With ``metrics`` (a list of per-epoch values, or a path / inline JSON list) a policy is
-    replayed through them, ``steps_per_epoch`` steps per epoch; a plain schedule ignores them.
+    replayed through them, ``steps_per_epoch`` steps per epoch (default 1, or the study's);
+    a plain schedule ignores them.
     """
     import numpy as np
 
@@ -72,49 +178,95 @@ def learning_rates(config_source, steps: int, *, metrics=None, steps_per_epoch: 
         raise ConfigError(
             "--steps-per-epoch needs --metrics FILE (the per-epoch history to replay)"
         )
-    controller = from_config(load_config(config_source))
+    source = read_source(config_source)
+    controller = from_config(source.config)
     if metrics is None:
         if as_driver(controller).stateful:
-            raise ConfigError(
-                f"this config is a policy (trigger {controller.trigger.type_name!r}): its learning rate depends "
-                "on a metric; give --metrics FILE (a JSON list, one value per epoch) and "
-                "--steps-per-epoch S to replay a history"
-            )
-        return controller.values(steps)
+            raise _policy_needs_metrics(controller)
+        return Rates(controller, steps)
     from lrlab.policies import load_metrics, replay
 
     if not isinstance(metrics, (list, tuple)):
         metrics = load_metrics(metrics)
-    spe = 1 if steps_per_epoch is None else steps_per_epoch
+    spe = steps_per_epoch or source.steps_per_epoch or 1
     if spe < 1:
         raise ConfigError(f"--steps-per-epoch must be an integer >= 1, got {spe}")
-    return np.asarray(replay(controller, metrics, spe, steps=steps).lrs, dtype=np.float64)
+    lrs = np.asarray(replay(controller, metrics, spe, steps=steps).lrs, dtype=np.float64)
+    return Rates(controller, steps, lrs)
+
+
+def learning_rates(config_source, steps: int, *, metrics=None, steps_per_epoch: int | None = None):
+    """The learning rates of a config at steps 0..steps-1 (one NumPy array); see
+    :func:`learning_rate_chunks`."""
+    import numpy as np
+
+    chunks = list(
+        learning_rate_chunks(config_source, steps, metrics=metrics, steps_per_epoch=steps_per_epoch)
+    )
+    return np.concatenate(chunks)
+
+
+def _check_finite(values, offset: int) -> None:
+    import numpy as np
+
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if bad.size:
+        step = offset + int(bad[0])
+        raise ConfigError(
+            f"the config yields an invalid learning rate {float(values[bad[0]])} at step {step} "
+            "(rates must be finite and >= 0)"
+        )
 
 
 def cmd_lr(args) -> int:
-    values = learning_rates(
+    rates = learning_rate_chunks(
         args.config, args.steps, metrics=args.metrics, steps_per_epoch=args.steps_per_epoch
     )
+    offset = 0
+    for values in rates:  # a first pass checks every rate, so nothing invalid is ever printed
+        _check_finite(values, offset)
+        offset += len(values)
+    out, offset = sys.stdout, 0
+    for values in rates:
+        if args.json:
+            body = ", ".join(json.dumps(float(v), allow_nan=False) for v in values)
+            out.write(("[" if offset == 0 else ", ") + body)
+        else:
+            out.write("".join(f"{offset + i}\t{float(v)!r}\n" for i, v in enumerate(values)))
+        offset += len(values)
     if args.json:
-        print(json.dumps([float(v) for v in values]))
-    else:
-        for step, value in enumerate(values):
-            print(f"{step}\t{float(value)!r}")
+        out.write("]\n")
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# Plots
+
+
 def plot_curves(
-    curves: dict[str, object], path, *, title: str = "", log: bool = False, xlabel: str = "step"
+    curves: dict[str, Any],
+    path,
+    *,
+    title: str = "",
+    log: bool = False,
+    xlabel: str = "step",
+    x: dict[str, Any] | None = None,
 ) -> Path:
-    """Draw named learning-rate curves on one figure and save it as a PNG."""
-    import matplotlib
+    """Draw named learning-rate curves on one figure and save it (PNG, PDF or SVG after the
+    path's suffix). A rate holds from its step to the next, so curves are drawn as steps;
+    ``x`` optionally gives each curve's x values (default: 0, 1, 2, ...)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lrlab.atomic import figure_format
 
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    for label, values in curves.items():
-        ax.plot(range(len(values)), values, label=label, lw=1.4)
+    figure_format(path)  # an unknown suffix fails before any drawing
+    fig = Figure(figsize=(8, 4.5), dpi=110)
+    ax = fig.subplots()
+    styles = ("-", "--", "-.", ":")
+    for i, (label, values) in enumerate(curves.items()):
+        xs = (x or {}).get(label)
+        xs = range(len(values)) if xs is None else xs
+        ax.plot(xs, values, label=label, lw=1.4, drawstyle="steps-post", ls=styles[(i // 10) % 4])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("learning rate")
     if log:
@@ -125,11 +277,26 @@ def plot_curves(
     ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_save_figure(fig, path)
-    plt.close(fig)
     return Path(path)
 
 
+def unique_labels(labels: Sequence[str], sources: Sequence[str]) -> list[str]:
+    """Legend labels without repeats: a repeated label becomes its full source text, then is
+    numbered (``name #2``)."""
+    counts = {label: labels.count(label) for label in labels}
+    out = [src if counts[label] > 1 else label for label, src in zip(labels, sources)]
+    seen: dict[str, int] = {}
+    for i, label in enumerate(out):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            out[i] = f"{label} #{seen[label]}"
+    return out
+
+
 def cmd_plot(args) -> int:
+    from lrlab.atomic import figure_format
+
+    figure_format(args.output)
     labels = args.labels or []
     if labels and len(labels) != len(args.configs):
         raise ConfigError(f"--labels: got {len(labels)} labels for {len(args.configs)} configs")
@@ -138,23 +305,26 @@ def cmd_plot(args) -> int:
         from lrlab.policies import load_metrics
 
         metrics = load_metrics(args.metrics)
+    sources = [read_source(s) for s in args.configs]
+    names = labels or unique_labels(
+        [s.label for s in sources], [str(c).strip() for c in args.configs]
+    )
     curves = {}
-    for i, source in enumerate(args.configs):
-        schedule = from_config(load_config(source))
-        label = labels[i] if labels else schedule.type_name
-        if not labels and as_driver(schedule).stateful:
-            label = f"policy ({schedule.trigger.type_name})"
-        while label in curves:
-            label += "'"
-        curves[label] = learning_rates(
-            schedule.to_config(), args.steps, metrics=metrics, steps_per_epoch=args.steps_per_epoch
+    for name, source in zip(names, sources):
+        spe = args.steps_per_epoch if metrics is not None else None
+        curves[name] = learning_rates(
+            source.config, args.steps, metrics=metrics, steps_per_epoch=spe
         )
     print(plot_curves(curves, args.output, log=args.log))
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# lrlab schedules
+
+
 def describe_types() -> list[dict]:
-    """Every registered config type: name, one-line summary, parameters with defaults."""
+    """Every registered config type: name, plain-text description, parameters with defaults."""
     rows = []
     for name, cls in sorted(REGISTRY.items()):
         params = []
@@ -168,11 +338,10 @@ def describe_types() -> list[dict]:
             else:
                 default = "<required>"
             params.append({"name": f.name, "default": default})
-        doc = (cls.__doc__ or "").strip().splitlines()
         rows.append(
             {
                 "type": name,
-                "summary": doc[0] if doc else "",
+                "summary": plain_description(cls.__doc__ or ""),
                 "params": params,
                 **getattr(cls, "describe_extra", lambda: {})(),
             }
@@ -180,31 +349,84 @@ def describe_types() -> list[dict]:
     return rows
 
 
+_OUTSIDE_REFERENCE = re.compile(r"\s*\((?:see )?METHODS\.md[^)]*\)")
+
+
+def plain_description(doc: str) -> str:
+    """A docstring's prose before its examples, as plain text: no reStructuredText markup
+    (````code````, ``::``), no references to documents outside the repository; formula blocks kept
+    as indented lines."""
+    text = inspect.cleandoc(doc).split("\n>>>")[0].strip()
+    text = _OUTSIDE_REFERENCE.sub("", text.replace("``", ""))
+    return re.sub(r"::$", ":", text, flags=re.MULTILINE)
+
+
+def _wrap(text: str, indent: str, width: int = 79) -> list[str]:
+    """Wrap prose paragraphs; keep indented (formula) lines as they are."""
+    lines: list[str] = []
+    for block in text.split("\n\n"):
+        if block.startswith(" "):  # a formula block: its lines, long ones continued deeper
+            for line in block.splitlines():
+                lines += _wrap_line(indent + line, width)
+        else:
+            lines += textwrap.wrap(
+                " ".join(block.split()), width, initial_indent=indent, subsequent_indent=indent
+            )
+        lines.append("")
+    return lines
+
+
+def _wrap_line(line: str, width: int) -> list[str]:
+    body = line.lstrip()
+    lead = line[: len(line) - len(body)]
+    code, mark, comment = body.partition("  #")
+    if len(line) > width and mark:  # a trailing comment goes on a line of its own
+        return [*_wrap_line(lead + code.rstrip(), width), f"{lead}    #{comment.rstrip()}"]
+    return textwrap.wrap(
+        body,
+        width,
+        initial_indent=lead,
+        subsequent_indent=lead + "    ",
+        break_on_hyphens=False,
+        break_long_words=False,
+    ) or [""]
+
+
+def _param_text(params: list[dict]) -> str:
+    return ", ".join(
+        p["name"] if p["default"] == "<required>" else f"{p['name']}={p['default']!r}"
+        for p in params
+    )
+
+
+def schedules_text(rows: list[dict]) -> str:
+    """``lrlab schedules`` as plain text that fits 80 columns."""
+    lines = ["lrlab config types (formulas and plots: docs/schedules.md)", ""]
+    for row in rows:
+        lines += textwrap.wrap(
+            f"{row['type']}: {_param_text(row['params'])}", 79, subsequent_indent="    "
+        )
+        lines += _wrap(row["summary"], "    ")
+        for key, values in row.items():
+            if key not in ("type", "summary", "params"):
+                lines.append(f"    {key}:")
+                for value in values:
+                    lines += _wrap_line(f"        {value}", 79)
+                lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def cmd_schedules(args) -> int:
     rows = describe_types()
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="lrlab config types", show_lines=True)
-    table.add_column("type", style="bold")
-    table.add_column("parameters (default)")
-    table.add_column("what it is")
-    for row in rows:
-        params = ", ".join(
-            p["name"] if p["default"] == "<required>" else f"{p['name']}={p['default']!r}"
-            for p in row["params"]
-        )
-        extra = "".join(
-            f"\n{k}: {', '.join(map(str, v))}"
-            for k, v in row.items()
-            if k not in ("type", "summary", "params")
-        )
-        table.add_row(row["type"], params, row["summary"] + extra)
-    Console().print(table)
+    else:
+        sys.stdout.write(schedules_text(rows))
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# lrlab papers
 
 
 def paper_schedules(epochs: int = 300) -> dict[str, dict]:
@@ -242,28 +464,43 @@ def paper_schedules(epochs: int = 300) -> dict[str, dict]:
     }
 
 
-def cmd_papers(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
+#: the epochs ``lrlab papers`` prints: 7 columns of 9 characters beside a 16-character name
+PAPER_EPOCHS = (0, 1, 10, 50, 150, 225, 299)
 
+
+def papers_text(curves: dict[str, Any]) -> str:
+    """The table of ``lrlab papers``: plain text within 80 columns, every number whole."""
+    lines = ["learning rate per epoch", ""]
+    lines.append(f"{'schedule':<16}" + "".join(f"{'e' + str(e):>9}" for e in PAPER_EPOCHS))
+    for name, values in curves.items():
+        short = name.split(" (")[0].replace(" on cosine", "")[:15]
+        cells = "".join(f"{_rate(float(values[e])):>9}" for e in PAPER_EPOCHS)
+        lines.append(f"{short:<16}{cells}")
+    lines += ["", *(f"  {name}" for name in curves)]
+    return "\n".join(lines) + "\n"
+
+
+def _rate(value: float) -> str:
+    """A rate in at most 8 characters, to 3 significant digits."""
+    if value != 0 and math.isfinite(value) and abs(value) < 1e-3:
+        return f"{value:.2e}"
+    return f"{value:.3g}"
+
+
+def cmd_papers(args) -> int:
+    from lrlab.atomic import figure_format
+
+    figure_format(args.output)
     epochs = 300
     configs = paper_schedules(epochs)
     curves = {name: from_config(c).values(epochs) for name, c in configs.items()}
-    marks = [0, 1, 2, 10, 11, 50, 149, 150, 225, 299]
-    table = Table(title="learning rate per epoch")
-    table.add_column("schedule")
-    for m in marks:
-        table.add_column(f"e{m}", justify="right")
-    for name, values in curves.items():
-        table.add_row(name, *(f"{values[m]:.5g}" for m in marks))
-    Console().print(table)
-    print(
-        plot_curves(
-            curves,
-            args.output,
-            log=True,
-            xlabel="epoch",
-            title="The four papers' schedules (log scale)",
-        )
+    sys.stdout.write(papers_text(curves))
+    path = plot_curves(
+        curves,
+        args.output,
+        log=True,
+        xlabel="epoch",
+        title="The four papers' schedules (log scale)",
     )
+    print(path)
     return 0
