@@ -67,9 +67,10 @@ BATCHED_ENGINES: dict[str, str] = {"mlp": "bmm", "cnn": "bmm"}
 CPU_MAX_TRIALS = 32
 #: Largest K on a GPU (not measured here; memory usually binds first for larger models).
 GPU_MAX_TRIALS = 512
-#: Rows of an evaluation chunk summed over the K trials (the trainer evaluates 1,024 rows per
-#: trial at a time; stacked, K trials share this many, which bounds the evaluation's memory).
-EVAL_ROWS = 8192
+#: Rows of one trial in an evaluation chunk: fixed, not shared out among the K trials, so a
+#: trial's evaluation sums (and so its losses, to the last bit) do not depend on how many
+#: trials it is batched with — a resumed sweep batches the remaining trials differently.
+EVAL_ROWS_PER_TRIAL = 256
 
 OnEpoch = Callable[[TrialSpec, EpochRecord], Any]
 #: glibc ``mallopt`` settings applied once per process by the batched trainer on Linux: serve
@@ -425,7 +426,7 @@ def evaluate_stacked(
         return [math.nan] * k, [math.nan] * k
     loss = torch.zeros(k, dtype=torch.float64, device=flat.device)
     correct = torch.zeros(k, dtype=torch.int64, device=flat.device)
-    chunk = max(1, EVAL_ROWS // k)
+    chunk = EVAL_ROWS_PER_TRIAL
     for i in range(0, n, chunk):
         logits = net.logits(flat, x[i : i + chunk])
         yb = y[i : i + chunk].expand(k, -1)

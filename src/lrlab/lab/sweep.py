@@ -680,8 +680,9 @@ def run_sweep(
     todo = [c for c in unique if c.key not in finished_before]
     n_workers = max(1, getattr(executor, "workers", 1))
     if batch_trials is None:
+        custom = trial_fn is not None or getattr(executor, "trial_fn", None) is not None
         batch_trials = batch_trials_for(
-            study, device=device, workers=n_workers, custom_trainer=trial_fn is not None
+            study, device=device, workers=n_workers, custom_trainer=custom
         )
     counts = run.counts
     bar = _start_bar(progress, console, study, len(unique), len(todo))
