@@ -258,3 +258,52 @@ def test_huggingface_reporter_keeps_compute_metrics_and_counts_step_evaluations(
     with torch.no_grad():
         expected = float((model(evaluation.x)["logits"] - evaluation.y).abs().mean())
     assert trial.reports[-1][1]["eval_mae"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_huggingface_reporter_ignores_evaluations_after_training(tmp_path):
+    """A final ``trainer.evaluate(test_set)`` is not an epoch of training: not reported."""
+    from lrlab.lab.callbacks import HuggingFaceReporter
+
+    trial = RecordingTrial(CLR)
+    torch.manual_seed(0)
+    model = TinyRegressor()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = Trainer(
+        model=model,
+        args=_args(tmp_path, max_steps=-1, num_train_epochs=2, eval_strategy="epoch"),
+        train_dataset=TinyDataset(64, 0),
+        eval_dataset=TinyDataset(16, 1),
+        optimizers=(opt, trial.scheduler(opt)),
+        callbacks=[HuggingFaceReporter(trial)],
+    )
+    trainer.train()
+    test = trainer.evaluate(TinyDataset(16, 2), metric_key_prefix="test")
+    assert "test_loss" in test
+    assert [epoch for epoch, _ in trial.reports] == [1, 2]
+    assert all(set(m) == {"eval_loss"} for _, m in trial.reports)
+
+
+def test_huggingface_reporter_reports_several_eval_sets_as_one_epoch(tmp_path):
+    """``eval_dataset={"a": ..., "b": ...}``: two ``on_evaluate`` calls at the same step, reported
+    under the same epoch (the lab's trial merges them into one row)."""
+    from lrlab.lab.callbacks import HuggingFaceReporter
+
+    trial = RecordingTrial(CLR)
+    torch.manual_seed(0)
+    model = TinyRegressor()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = Trainer(
+        model=model,
+        args=_args(tmp_path, max_steps=-1, num_train_epochs=2, eval_strategy="epoch"),
+        train_dataset=TinyDataset(64, 0),
+        eval_dataset={"a": TinyDataset(16, 1), "b": TinyDataset(16, 2)},
+        optimizers=(opt, trial.scheduler(opt)),
+        callbacks=[HuggingFaceReporter(trial)],
+    )
+    trainer.train()
+    assert [(epoch, set(m)) for epoch, m in trial.reports] == [
+        (1, {"eval_a_loss"}),
+        (1, {"eval_b_loss"}),
+        (2, {"eval_a_loss"}),
+        (2, {"eval_b_loss"}),
+    ]

@@ -10,7 +10,8 @@ it, and every epoch's metrics reach ``trial.report(epoch, **metrics)``, hence th
 - :class:`HuggingFaceReporter` (a ``transformers.TrainerCallback``): at each ``on_evaluate``, the
   evaluation's metrics under the names the Trainer gives them (``eval_loss``, ``eval_accuracy``...;
   the prefix is kept, so a study's ``objective`` is the name the Trainer's own logs show), less
-  the speed counters and the epoch; the n-th evaluation is reported as epoch n.
+  the speed counters and the epoch; the n-th evaluation during ``trainer.train()`` is reported
+  as epoch n.
 
 Lightning and transformers are imported only when a class is first used, so ``lrlab.lab`` and
 this module import without them. The classes are built on first access (a module
@@ -113,15 +114,31 @@ def _huggingface_reporter() -> type:
         """Reports each evaluation's metrics (``eval_loss``, ...) to ``trial`` as the next epoch.
 
         The n-th evaluation is epoch n: with ``eval_strategy="epoch"`` that is the training
-        epoch; with ``"steps"`` it counts evaluations, evenly spaced in steps.
+        epoch; with ``"steps"`` it counts evaluations, evenly spaced in steps. Several
+        evaluation sets (``eval_dataset={"a": ..., "b": ...}``, metrics ``eval_a_loss``...) are
+        evaluated at the same step and reported as the same epoch. Only evaluations
+        inside ``trainer.train()`` are reported: a final ``trainer.evaluate(test_set)`` is not
+        an epoch (return its numbers from the trial function instead).
         """
 
         def __init__(self, trial: Reporter):
             self.trial = trial
             self.evaluations = 0
+            self.training = False
+            self.evaluated_step: int | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any):
+            self.training = True
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
+            self.training = False
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics=None, **kwargs: Any):
-            self.evaluations += 1
+            if not self.training:
+                return
+            if state.global_step != self.evaluated_step:  # several eval sets: one epoch
+                self.evaluations += 1
+                self.evaluated_step = state.global_step
             self.trial.report(self.evaluations, **hf_metrics(metrics))
 
     return HuggingFaceReporter
