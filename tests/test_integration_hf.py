@@ -183,8 +183,10 @@ def test_docs_snippet(tmp_path, monkeypatch):
 class RecordingTrial:
     """A stand-in for the lab's trial object: a schedule, ``scheduler(opt)``, and the reports."""
 
-    def __init__(self, schedule):
+    def __init__(self, schedule, settings=None, seed=0):
         self.schedule = schedule
+        self.settings = dict(settings or {})
+        self.seed = seed
         self.reports: list[tuple[int, dict]] = []
 
     def scheduler(self, optimizer):
@@ -307,3 +309,16 @@ def test_huggingface_reporter_reports_several_eval_sets_as_one_epoch(tmp_path):
         (2, {"eval_a_loss"}),
         (2, {"eval_b_loss"}),
     ]
+
+
+def test_docs_trial_snippet(tmp_path, monkeypatch):
+    """The ``hf-trial`` snippet of docs/integrations.md: its ``train(trial)`` reports every epoch."""
+    text = (Path(__file__).parents[1] / "docs" / "integrations.md").read_text()
+    code = re.search(r"<!-- snippet: hf-trial -->\s*```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "docs/integrations.md[hf-trial]", "exec"), namespace)
+    trial = RecordingTrial(CLR, settings={"epochs": 3}, seed=1)
+    namespace["train"](trial)
+    assert [epoch for epoch, _ in trial.reports] == [1, 2, 3]
+    assert all({"eval_loss"} <= set(m) for _, m in trial.reports)

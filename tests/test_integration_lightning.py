@@ -261,8 +261,10 @@ def test_docs_snippet(tmp_path, monkeypatch):
 class RecordingTrial:
     """A stand-in for the lab's trial object: a schedule, ``scheduler(opt)``, and the reports."""
 
-    def __init__(self, schedule):
+    def __init__(self, schedule, settings=None, seed=0):
         self.schedule = schedule
+        self.settings = dict(settings or {})
+        self.seed = seed
         self.reports: list[tuple[int, dict]] = []
 
     def scheduler(self, optimizer):
@@ -384,3 +386,18 @@ def test_lightning_reporter_stops_the_fit_when_report_raises(tmp_path):
     with pytest.raises(Diverged):
         _fit_reporting(tmp_path, trial, num_sanity_val_steps=0)
     assert [epoch for epoch, _ in trial.reports] == [1, 2]
+
+
+def test_docs_trial_snippet(tmp_path, monkeypatch):
+    """The ``lightning-trial`` snippet of docs/integrations.md: its ``train(trial)`` reports every epoch."""
+    text = (Path(__file__).parents[1] / "docs" / "integrations.md").read_text()
+    code = re.search(r"<!-- snippet: lightning-trial -->\s*```python\n(.*?)```", text, re.S).group(
+        1
+    )
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "docs/integrations.md[lightning-trial]", "exec"), namespace)
+    trial = RecordingTrial(CLR, settings={"epochs": 3}, seed=1)
+    namespace["train"](trial)
+    assert [epoch for epoch, _ in trial.reports] == [1, 2, 3]
+    assert all({"train_loss", "val_loss"} <= set(m) for _, m in trial.reports)
