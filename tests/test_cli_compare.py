@@ -90,7 +90,7 @@ def test_tiny_study_through_the_cli_then_resume(tmp_path, monkeypatch, capsys):
     assert "fixed" in captured.out and "cosine" in captured.out and "verdict" in captured.out
     assert "4 trials run (4 done" in captured.err
     with Store(out_dir / "results.sqlite") as store:
-        first = {t.key: t.final_test_acc for t in store.study_trials("tiny")}
+        first = {t.key: t.final["test_acc"] for t in store.study_trials("tiny")}
     # again, with an explicit --db and --out: nothing is retrained
     assert (
         main(
@@ -120,4 +120,4 @@ def test_tiny_study_through_the_cli_then_resume(tmp_path, monkeypatch, capsys):
     with Store(out_dir / "results.sqlite") as store:
         trials = store.study_trials("tiny")
         assert len(trials) == 6 and set(store.attempts().values()) == {1}
-        assert all(first[t.key] == t.final_test_acc for t in trials if t.key in first)
+        assert all(first[t.key] == t.final["test_acc"] for t in trials if t.key in first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
@@ -27,7 +28,6 @@ from lrlab.lab.sweep import (
     run_sweep,
 )
 from lrlab.lab.trainer import EpochRecord, TrialResult
-from lrlab.policies import convergence_epoch
 
 FAIL_LR = 0.0123  # the fake trial raises for this learning rate
 DIVERGE_LR = 9.0  # ... and diverges for this one
@@ -108,9 +108,9 @@ def test_inline_sweep_records_every_trial_and_a_rerun_skips_them(tmp_path):
         assert {(t.schedule, t.seed) for t in trials} == {(s, k) for s in "ab" for k in (0, 1)}
         for t in trials:
             expected = fake_trial(next(c.spec for c in study.cells if c.key == t.key))
-            assert t.status == "done" and t.final_test_acc == expected.final_test_acc
-            assert t.epochs["val_acc"] == [e.val_acc for e in expected.epochs]
-            assert t.convergence_epoch == convergence_epoch(t.epochs["val_acc"])
+            assert t.status == "done" and t.final["test_acc"] == expected.final_test_acc
+            assert t.metrics["val_acc"] == [e.val_acc for e in expected.epochs]
+            assert t.epochs == [e.epoch for e in expected.epochs]
         again = run_sweep(study, store, workers=0, trial_fn=fake_trial, progress=False)
         assert (again.ran, again.skipped) == (0, 4)
         assert set(store.attempts().values()) == {1}
@@ -137,7 +137,9 @@ def test_failing_and_diverging_trials_do_not_stop_the_sweep(tmp_path):
         by = {(t.schedule, t.seed): t for t in store.study_trials(study.name)}
         assert by[("boom", 0)].status == "failed"
         assert by[("boom", 0)].error == "ValueError: fake failure"  # one line
-        assert by[("nan", 1)].status == "diverged" and by[("nan", 1)].diverged
+        assert by[("nan", 1)].status == "diverged" and math.isnan(
+            by[("nan", 1)].metrics["train_loss"][0]
+        )
         # a rerun retries the failed trials only (diverged ones are finished results)
         again = run_sweep(study, store, workers=0, trial_fn=fake_trial, progress=False)
         assert (again.ran, again.failed) == (2, 2)
@@ -168,7 +170,7 @@ def test_worker_processes_exceptions_and_a_dying_worker(tmp_path):
             by = {t.schedule: t for t in store.study_trials(study.name)}
             assert (summary.done, summary.failed) == (2, 2)
             assert by["boom"].error == "ValueError: fake failure"
-            assert by["die"].error.startswith("BrokenProcessPool")
+            assert by["die"].error.startswith("WorkerDied: the worker process died (exit code 3)")
             assert by["a"].status == by["b"].status == "done"
             again = run_sweep(study, store, executor=executor, progress=False)  # pool restarted
         finally:
@@ -183,10 +185,11 @@ class ListExecutor:
     def __init__(self, **kwargs):
         self.kwargs, self.seen = kwargs, []
 
-    def run(self, specs):
-        for spec in specs:
-            self.seen.append(spec.key())
-            yield Outcome(spec, fake_trial(spec))
+    def run(self, units, *, on_epoch=None, time_limit=None):
+        for unit in units:
+            for spec in unit:
+                self.seen.append(spec.key())
+                yield Outcome(spec, fake_trial(spec))
 
     def close(self):
         pass
@@ -242,16 +245,16 @@ def rows(store, study):
     """Everything the store holds about a study's trials except timings."""
     out = {}
     for t in store.study_trials(study):
-        epochs = {k: v for k, v in t.epochs.items() if k != "seconds"}
+        metrics = {k: v for k, v in t.metrics.items() if k != "seconds"}
         out[(t.schedule, t.seed)] = (
             t.key,
             t.status,
-            t.best_epoch,
-            t.best_val_loss,
-            t.best_test_acc,
-            t.final_test_acc,
-            t.convergence_epoch,
-            epochs,
+            t.final["best_epoch"],
+            t.final["best_val_loss"],
+            t.final["best_test_acc"],
+            t.final["test_acc"],
+            t.epochs,
+            metrics,
         )
     return out
 
@@ -270,9 +273,9 @@ def test_tiny_real_study_end_to_end_and_same_seed_same_numbers(tmp_path):
     text = paths["report"].read_text()
     assert all(f"| {name} |" in text for name in study.schedules)
     assert [s.n for s in report.stats] == [2, 2, 2]
-    for key, (_, status, best_epoch, _, best, final, _, epochs) in reference.items():
+    for _key, (_, status, best_epoch, _, _best, final, epochs, metrics) in reference.items():
         assert status == "done" and 1 <= best_epoch <= 2 and 0 < final <= 1
-        assert epochs["epoch"] == [1, 2] and all(0 < a <= 1 for a in epochs["val_acc"])
+        assert epochs == [1, 2] and all(0 < a <= 1 for a in metrics["val_acc"])
     # the same specs trained again, in this process instead of workers: identical numbers
     with Store(tmp_path / "inline.sqlite") as inline:
         run_sweep(load_study(path), inline, workers=0, progress=False)

@@ -7,20 +7,18 @@ the same command again skips every trial already finished (also after a crash or
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
 
-from lrlab.cli.args import int_at_least
+from lrlab.cli.args import int_at_least, positive_float
 from lrlab.errors import ConfigError
 
 
 def register(subparsers) -> None:
+    import lrlab.lab.ray_executor  # noqa: F401  (registers "ray"; Ray is imported when it runs)
     from lrlab.lab.sweep import EXECUTORS
-
-    try:  # registers "ray" (Ray itself is imported only when that executor runs)
-        import lrlab.lab.ray_executor  # noqa: F401
-    except ImportError:  # pragma: no cover
-        pass
 
     p = subparsers.add_parser(
         "compare",
@@ -102,6 +100,27 @@ def register(subparsers) -> None:
         help="cpu, cuda, cuda:1, ... (default: CUDA when available, else CPU)",
     )
     p.add_argument(
+        "--time-limit",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="end a trial that runs longer and record it failed (default: the study's time_limit)",
+    )
+    p.add_argument(
+        "--batch-trials",
+        type=int_at_least(1),
+        default=1,
+        metavar="K",
+        help="train up to K compatible trials as one computation (default: 1, one by one)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a [settings] value of the study (VALUE in TOML syntax), repeatable",
+    )
+    p.add_argument(
         "--report-only",
         action="store_true",
         help="do not train: rebuild the report from what the database holds",
@@ -125,75 +144,141 @@ def _list_studies() -> int:
     return 0
 
 
+#: Device names --device accepts (``cuda:N`` too).
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def check_device(device: str | None) -> None:
+    """A device name from :data:`DEVICES` that this machine has, else a one-line ConfigError."""
+    if device in (None, "auto"):
+        return
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", str(device)):
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cpu":
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available here (use --device cpu)")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: MPS is not available here (use --device cpu)")
+
+
+def check_output(out: Path, db: Path) -> None:
+    """The output folder and the database path are usable, before any work."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    if db.exists() and db.is_dir():
+        raise ConfigError(f"--db {db} is a folder, not a database file")
+    for folder in (out, db.parent):
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"cannot write into {existing} (read-only); choose another --out/--db"
+            )
+
+
+def parse_settings(items: list[str]) -> dict:
+    """``--set NAME=VALUE`` pairs, each VALUE read as a TOML value."""
+    from lrlab.lab.study import tomllib
+
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--set must be NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[name.strip()] = text  # a bare word: a string
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list_studies()
-
-    from rich.console import Console
-
-    from lrlab.lab.report import build_report, rich_table, write_report
-    from lrlab.lab.store import Store
     from lrlab.lab.study import load_study
-    from lrlab.lab.sweep import make_executor, run_sweep
 
-    if args.device not in (None, "auto"):
-        from lrlab.lab.trainer import resolve_device
-
-        try:
-            resolve_device(args.device)
-        except RuntimeError as exc:
-            raise ConfigError(f"--device: {exc}") from None
-
-    study = load_study(args.study, seeds=args.seeds, epochs=args.epochs)
+    check_device(args.device)
+    study = load_study(
+        args.study, seeds=args.seeds, epochs=args.epochs, settings=parse_settings(args.set)
+    )
     out = args.out if args.out is not None else Path("lrlab-out") / study.name
     db = args.db if args.db is not None else out / "results.sqlite"
-    # a pipe or a file gets a wide table rather than rich's 80-column default
-    out_console = Console() if sys.stdout.isatty() else Console(width=180)
-    err_console = Console(stderr=True)
-
+    check_output(out, db)
     if args.report_only and not db.is_file():
         raise ConfigError(f"--report-only: {db} holds no results of study {study.name!r}")
+    report, paths = _run_and_report(args, study, out, db)
+    return _print_report(report, paths, db)
+
+
+def _run_and_report(args: argparse.Namespace, study, out: Path, db: Path):
+    from rich.console import Console
+
+    from lrlab.lab.report import build_report, write_report
+    from lrlab.lab.store import Store
+
     with Store(db) as store:
         if args.report_only:
             if study.name not in store.study_names():
                 raise ConfigError(f"--report-only: {db} holds no results of study {study.name!r}")
         else:
-            cells = study.cells
-            err_console.print(
-                f"study [bold]{study.name}[/]: {len(study.schedules)} schedules x "
-                f"{len(study.seeds)} seeds = {len(cells)} trials of {study.epochs} epochs "
-                f"({study.task}, {study.model})"
-            )
-            err_console.print(f"results: {db}", highlight=False)
-            options = {"address": args.ray_address} if args.executor == "ray" else {}
-            executor = make_executor(
-                args.executor,
-                workers=args.workers,
-                device=args.device,
-                threads=args.threads,
-                **options,
-            )
-            try:
-                summary = run_sweep(
-                    study,
-                    store,
-                    executor=executor,
-                    progress=not args.no_progress,
-                    console=err_console,
-                )
-            finally:
-                executor.close()
-            err_console.print(
-                f"{summary.ran} trials run ({summary.done} done, {summary.diverged} diverged, "
-                f"{summary.failed} failed), {summary.skipped} already in the database, "
-                f"{summary.seconds:.1f} s"
-            )
+            _sweep(args, study, store, db, Console(stderr=True))
         report = build_report(store, study.name)
         paths = write_report(report, out)
+    return report, paths
 
+
+def _sweep(args: argparse.Namespace, study, store, db: Path, err_console) -> None:
+    from lrlab.lab.sweep import make_executor, run_sweep
+
+    what = f"{study.task}, {study.model}" if study.trial is None else f"trial {study.trial}"
+    err_console.print(
+        f"study [bold]{study.name}[/]: {len(study.schedules)} schedules x "
+        f"{len(study.seeds)} seeds = {len(study.cells)} trials of {study.epochs} epochs ({what})"
+    )
+    err_console.print(f"results: {db}", highlight=False)
+    options = {"address": args.ray_address} if args.executor == "ray" else {}
+    executor = make_executor(
+        args.executor, workers=args.workers, device=args.device, threads=args.threads, **options
+    )
+    try:
+        summary = run_sweep(
+            study,
+            store,
+            executor=executor,
+            progress=not args.no_progress,
+            console=err_console,
+            time_limit=args.time_limit,
+            batch_trials=args.batch_trials,
+        )
+    finally:
+        executor.close()
+    others = f", {summary.by_others} by another run" if summary.by_others else ""
+    err_console.print(
+        f"{summary.ran} trials run ({summary.done} done, {summary.diverged} diverged, "
+        f"{summary.failed} failed), {summary.skipped} already in the database{others}, "
+        f"{summary.seconds:.1f} s"
+    )
+
+
+def _print_report(report, paths: dict, db: Path) -> int:
+    from rich.console import Console
+
+    from lrlab.lab.report import rich_table
+
+    # a pipe or a file gets a wide table rather than rich's 80-column default
+    out_console = Console() if sys.stdout.isatty() else Console(width=180)
     out_console.print(rich_table(report))
     out_console.print(f"report: {paths['report']}")
-    out_console.print(f"plots:  {paths['lr_curves']}, {paths['val_acc']}")
+    plots = [str(p) for k, p in paths.items() if k != "report"]
+    out_console.print(f"plots:  {', '.join(plots)}")
     out_console.print(f"db:     {db}")
     failed = sum(s.failed for s in report.stats)
     if failed:

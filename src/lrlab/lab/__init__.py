@@ -1,7 +1,8 @@
-"""The lab: tasks, models, the trainer, studies, sweeps, the results store and reports.
+"""The lab: tasks, models, the trainer, the user's trial functions, studies, sweeps, the
+results store and reports.
 
-Kept light: importing ``lrlab.lab`` (or ``lrlab.lab.store``) does not import torch. The public
-names below are loaded on first use.
+Kept light: importing ``lrlab.lab`` (or ``lrlab.lab.store``, ``lrlab.lab.contract``) does not
+import torch. The public names below are loaded on first use.
 """
 
 from __future__ import annotations
@@ -19,10 +20,19 @@ _EXPORTS = {
     "MODELS": "models",
     "build_model": "models",
     "check_model": "models",
+    # the data contract (torch-free)
+    "TrialSpec": "contract",
+    "EpochRecord": "contract",
+    "TrialResult": "contract",
+    "MetricsResult": "contract",
+    "TrialStatus": "contract",
+    "Objective": "contract",
+    "StoredTrial": "contract",
+    # the user's side
+    "Trial": "trial",
+    "compare": "api",
+    "CompareResult": "api",
     # trainer
-    "TrialSpec": "trainer",
-    "EpochRecord": "trainer",
-    "TrialResult": "trainer",
     "train_trial": "trainer",
     "evaluate": "trainer",
     "steps_per_epoch": "trainer",

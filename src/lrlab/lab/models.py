@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrlab.errors import ConfigError, unknown_name_error
+from lrlab.errors import ConfigError, LrlabError, one_line, unknown_name_error
 
 # --------------------------------------------------------------------------------------------
 # MNIST-1D reference models (greydanus/mnist1d, notebooks/models.py)
@@ -289,3 +289,26 @@ def compatible_models(input_shape: tuple[int, ...]) -> list[str]:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_any_model(name: str, task, *, code_dir: str | None = None) -> nn.Module:
+    """A built-in model by name (:func:`build_model`), or the user's: ``module:attribute`` names
+    a class or function called with the :class:`~lrlab.lab.tasks.Task`, returning an
+    ``nn.Module``. Uses the global torch RNG: seed it first."""
+    from lrlab.lab.contract import is_code_ref
+    from lrlab.lab.trial import load_user_callable
+
+    if not is_code_ref(name):
+        return build_model(name, task)
+    make = load_user_callable(name, "model", code_dir, "the task")
+    try:
+        model = make(task)
+    except LrlabError:
+        raise
+    except Exception as exc:
+        raise LrlabError(f"model: {name}(task) raised {one_line(exc)}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model: {name}(task) returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model

@@ -3,10 +3,15 @@
 Only *where* trials run changes. The driver (:func:`lrlab.lab.sweep.run_sweep`) still owns the
 SQLite store: it skips finished trials, logs each trial as it is handed out, and commits every
 result that comes back in one transaction, so resuming works exactly as with local processes.
-This executor pulls specs lazily (at most ``workers`` in flight), runs each one as a Ray task
-(:func:`lrlab.lab.sweep.execute_trial`, the same function the local pool runs), and yields the
-outcomes in completion order. A task that Ray loses (a worker or node that dies) becomes a
-failed outcome, which the next sweep retries.
+This executor pulls units of work lazily (at most ``workers`` in flight), runs each one as a Ray
+task (:func:`lrlab.lab.sweep.execute_unit`, the same function the local pool runs), and yields
+the outcomes in completion order. A task that Ray loses (a worker or node that dies) becomes a
+failed outcome, which the next sweep retries; a task past the time limit is cancelled and failed.
+There are no epoch ticks from Ray tasks: the progress bar advances per finished trial.
+
+User code (``trial = ...``, ``task``/``model = "module:attribute"``) reaches the workers through
+Ray's runtime environment: the study's folder is shipped as ``working_dir`` (on a local instance
+the folder is also on the workers' ``sys.path`` by its absolute path).
 
 ``ray`` is imported on first use; ``pip install 'lrlab[integrations]'`` installs it. On a cluster,
 every node needs lrlab (and the dataset files a study reads) installed at the same paths.
@@ -19,7 +24,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -29,8 +36,7 @@ from lrlab.lab.sweep import (
     Outcome,
     TrialFn,
     default_workers,
-    execute_trial,
-    keep_in_flight,
+    execute_unit,
 )
 
 __all__ = ["RayExecutor", "make_ray_executor"]
@@ -91,10 +97,10 @@ class RayExecutor:
         self.init_kwargs = dict(init_kwargs or {})
         self._started_ray = False
         self._remote = None
-        self._in_flight: dict[Any, Any] = {}  # ObjectRef -> spec
+        self._in_flight: dict[Any, Any] = {}  # ObjectRef -> (unit, started)
 
     # ------------------------------------------------------------------ Ray set-up
-    def _connect(self):
+    def _connect(self, code_dir: str | None):
         ray = _import_ray()
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
@@ -109,6 +115,8 @@ class RayExecutor:
                 if cpus is None:
                     cpus = (self.workers or default_workers()) * (self.threads or 1)
                 kwargs["num_cpus"] = int(cpus)
+            if code_dir is not None:
+                kwargs["runtime_env"] = {"working_dir": code_dir}
             kwargs.update(self.init_kwargs)
             try:
                 ray.init(**kwargs)
@@ -124,7 +132,7 @@ class RayExecutor:
                 cpus = int(ray.cluster_resources().get("CPU", 1))
                 self.workers = max(1, cpus // (self.threads or 1))
         if self._remote is None:
-            self._remote = ray.remote(execute_trial).options(
+            self._remote = ray.remote(execute_unit).options(
                 num_cpus=self.threads or 1,
                 num_gpus=self.num_gpus,
                 max_retries=self.max_retries,
@@ -133,37 +141,61 @@ class RayExecutor:
         return ray
 
     # ------------------------------------------------------------------ the Executor protocol
-    def run(self, specs: Iterable[Any]) -> Iterator[Outcome]:
-        ray = self._connect()
-        in_flight = self._in_flight
-
-        def submit(spec):
-            return self._remote.remote(self.trial_fn, spec, self.device, self.threads)
-
-        def first_done(refs):
-            return ray.wait(refs, num_returns=1)[0]
-
+    def run(self, units: Iterable[list], *, on_epoch=None, time_limit=None) -> Iterator[Outcome]:
+        pending = iter(units)
+        first = next(pending, None)
+        if first is None:
+            return
+        ray = self._connect(getattr(first[0], "code_dir", None))
+        in_flight = self._in_flight  # ref -> (unit, started)
+        queue: list[list] = [first]
         try:
-            for finished in keep_in_flight(specs, self.workers, in_flight, submit, first_done):
-                for spec, ref in finished:
-                    try:
-                        result, error = ray.get(ref)
-                    except Exception as exc:  # the task or its worker was lost, or cancelled
-                        result, error = None, one_line(exc)
-                    yield Outcome(spec, result, error)
+            while True:
+                while len(in_flight) < (self.workers or 1):
+                    unit = queue.pop() if queue else next(pending, None)
+                    if unit is None:
+                        break
+                    ref = self._remote.remote(self.trial_fn, unit, self.device, self.threads)
+                    in_flight[ref] = (unit, time.monotonic())
+                if not in_flight:
+                    return
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    yield from self._collect(ray, ref)
+                yield from self._overdue(ray, time_limit)
         finally:
             if in_flight:  # interrupted: stop the trials nobody will record
                 self._cancel()
+
+    def _collect(self, ray, ref) -> Iterator[Outcome]:
+        unit, _ = self._in_flight.pop(ref)
+        try:
+            results = ray.get(ref)
+        except Exception as exc:  # the task or its worker was lost, or cancelled
+            results = [(None, one_line(exc))] * len(unit)
+        for spec, (result, error) in zip(unit, results):
+            yield Outcome(spec, result, error)
+
+    def _overdue(self, ray, time_limit: float | None) -> Iterator[Outcome]:
+        if not time_limit:
+            return
+        now = time.monotonic()
+        for ref, (unit, started) in list(self._in_flight.items()):
+            if now - started > time_limit * len(unit):
+                del self._in_flight[ref]
+                with contextlib.suppress(Exception):  # already finished, or Ray is gone
+                    ray.cancel(ref, force=True)
+                error = f"TimeLimitExceeded: ran past its time limit of {time_limit:g} s"
+                for spec in unit:
+                    yield Outcome(spec, None, error)
 
     def _cancel(self) -> None:
         if not self._in_flight:
             return
         ray = _import_ray()
         for ref in list(self._in_flight):
-            try:
+            with contextlib.suppress(Exception):  # already finished, or Ray is gone
                 ray.cancel(ref, force=True)
-            except Exception:  # already finished, or Ray is gone
-                pass
         self._in_flight.clear()
 
     def close(self) -> None:

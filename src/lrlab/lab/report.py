@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from lrlab.atomic import atomic_save_figure, atomic_write_text
-from lrlab.lab.store import Store, StoredTrial
+from lrlab.lab.contract import DEFAULT_OBJECTIVE, Objective, StoredTrial
+from lrlab.lab.store import Store
 
 ALPHA = 0.05
 
@@ -162,6 +163,8 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 def build_report(store: Store, study: str) -> Report:
     """Statistics of every schedule of ``study`` from what ``store`` holds (finished cells only)."""
+    from lrlab.policies import convergence_epoch
+
     config = store.study_config(study)
     trials = store.study_trials(study)
     names = list(config["schedules"])
@@ -173,8 +176,10 @@ def build_report(store: Store, study: str) -> Report:
         return [t for t in ts if t.status in ("done", "diverged")]
 
     baseline = config["baseline"]
-    base_final = {t.seed: t.final_test_acc for t in finished(by_name.get(baseline, []))}
-    target = config.get("target_acc")
+    objective = Objective(**config.get("objective", DEFAULT_OBJECTIVE.to_dict()))
+    sign = 1.0 if objective.mode == "max" else -1.0  # targets are reached from below
+    base_final = {t.seed: t.value(objective) for t in finished(by_name.get(baseline, []))}
+    target = config.get("target", config.get("target_acc"))
     if target == "baseline":
         target = Summary.of(list(base_final.values())).mean
         target = None if not math.isfinite(target) else target
@@ -186,7 +191,8 @@ def build_report(store: Store, study: str) -> Report:
         reached = []
         for t in fin:
             if target is not None:
-                e = epochs_to_target(t.epochs.get("test_acc", []), target)
+                series = t.metrics.get(objective.name, [])
+                e = epochs_to_target([sign * v for v in series], sign * target)
                 if e is not None:
                     reached.append(e)
         stats_list.append(
@@ -195,21 +201,25 @@ def build_report(store: Store, study: str) -> Report:
                 n=len(fin),
                 diverged=sum(t.status == "diverged" for t in ts),
                 failed=sum(t.status == "failed" for t in ts),
-                best_acc=Summary.of([t.best_test_acc for t in fin]),
-                final_acc=Summary.of([t.final_test_acc for t in fin]),
+                best_acc=Summary.of([t.final.get("best_test_acc", math.nan) for t in fin]),
+                final_acc=Summary.of([t.value(objective) for t in fin]),
                 convergence=Summary.of(
-                    [t.convergence_epoch for t in fin if t.convergence_epoch is not None]
+                    [
+                        convergence_epoch(t.metrics["val_acc"])
+                        for t in fin
+                        if t.metrics.get("val_acc")
+                    ]
                 ),
                 to_target=Summary.of(reached),
                 reached=len(reached),
-                wall_time=Summary.of([t.wall_time for t in fin]),
+                wall_time=Summary.of([t.wall_time for t in fin if t.wall_time is not None]),
             )
         )
 
     others = [s for s in stats_list if s.name != baseline]
     raw = []
     for s in others:
-        finals = {t.seed: t.final_test_acc for t in finished(by_name[s.name])}
+        finals = {t.seed: t.value(objective) for t in finished(by_name[s.name])}
         raw.append(compare_to_baseline(finals, base_final))
     adjusted = holm([r[1] for r in raw])
     for s, (delta, p_w, p_p, n_pairs), p_holm in zip(others, raw, adjusted):
@@ -220,7 +230,7 @@ def build_report(store: Store, study: str) -> Report:
                 else "n/a"
             )
         elif p_holm < ALPHA:
-            verdict = "better" if delta > 0 else "worse"
+            verdict = "better" if objective.better(delta, 0.0) else "worse"
         else:
             verdict = "not significant"
         s.comparison = Comparison(delta, p_w, p_holm, p_p, n_pairs, verdict)
@@ -465,10 +475,10 @@ def plot_lr_curves(report: Report, path: str | Path) -> None:
             ax.set_title(name, fontsize=10)
         else:
             for t in report.trials:
-                if t.schedule == name and t.epochs.get("lr"):
+                if t.schedule == name and t.metrics.get("lr"):
                     # epoch e (from 1) ran from e - 1 to e at (mean) learning rate lr[e]
-                    x = np.asarray(t.epochs["epoch"], dtype=float)
-                    lr = np.asarray(t.epochs["lr"], dtype=float)
+                    x = np.asarray(t.epochs, dtype=float)
+                    lr = np.asarray(t.metrics["lr"], dtype=float)
                     ax.step(
                         np.append(x - 1, x[-1]),
                         np.append(lr, lr[-1]),
@@ -501,9 +511,11 @@ def plot_val_acc(report: Report, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, s in enumerate(report.stats):
         runs = [
-            t.epochs["val_acc"]
+            t.metrics["val_acc"]
             for t in report.trials
-            if t.schedule == s.name and t.status in ("done", "diverged") and t.epochs.get("val_acc")
+            if t.schedule == s.name
+            and t.status in ("done", "diverged")
+            and t.metrics.get("val_acc")
         ]
         if not runs:
             continue

@@ -1,17 +1,36 @@
-"""The SQLite results store of the lab: one row per trial, one per trial and epoch.
+"""The SQLite results store of the lab: trials, every metric they reported, claims on work.
 
-Only the driver process of a sweep writes. Each finished trial (its summary row and all its epoch
-rows) is written in ONE transaction, so a process killed at any moment (SIGKILL included) leaves
-either the whole trial or nothing of it; the database runs in WAL mode with ``synchronous=FULL``.
+Guarantees (what a caller may rely on, in the style of optuna's storage contract):
 
-Tables (see ``docs/lab-compare.md``):
+1. **Atomic trials.** A trial's outcome (its row, every per-epoch metric and its final metrics)
+   is written in ONE transaction: a process killed at any moment (SIGKILL included) leaves the
+   whole trial or nothing of it. The database runs in WAL mode with ``synchronous=FULL``.
+2. **Nothing finished is lost.** A recorded outcome replaces an earlier one only if it is at
+   least as good: ``done`` > ``diverged`` > ``failed`` (:data:`~lrlab.lab.contract.STATUS_RANK`).
+   A failed or diverged retry never deletes a done trial; a failed trial is replaced by the
+   next attempt that finishes.
+3. **Nothing trained twice.** Before training, a run *claims* a trial (:meth:`Store.claim`):
+   the claim names its owner (host, process id and a random id) and expires ``lease`` seconds
+   after its last heartbeat (:meth:`Store.heartbeat`). A trial that is finished, or claimed by
+   another live owner, cannot be claimed, so concurrent runs on one database share the work. A
+   run killed without cleaning up (SIGKILL) leaves claims that expire, and then anyone may
+   claim those trials. Recording a trial releases its claim.
+4. **Identity.** A trial is identified by its spec's key (:meth:`TrialSpec.key`); the same spec
+   is trained once whatever study or run asked for it. Study membership (which trial is cell
+   ``(schedule, seed)`` of which study) is stored apart from the trials.
+5. **Generic metrics.** Every metric a trial reports per epoch is kept under its own name (one
+   row per trial, epoch and name; no fixed columns), and so are its final metrics. NaN is
+   stored as NULL and read back as NaN.
+6. **Versioned.** ``meta.schema_version`` is :data:`SCHEMA_VERSION`. A database of version 1
+   (fixed accuracy columns) is migrated in place, in one transaction, when opened; any other
+   version, or tables of another shape, or a value that is not a number, is a one-line
+   :class:`~lrlab.errors.LrlabError` saying what to do. Every SQLite failure (a full disk, a
+   read-only folder, a path that is a folder) is one line too.
 
-- ``studies``: one row per study name, with the study's resolved settings as JSON;
-- ``study_trials``: which trial (by key) is cell ``(schedule, seed)`` of a study;
-- ``trials``: one row per finished trial (``done``, ``diverged`` or ``failed``), keyed by the
-  trial spec's stable hash, so the same spec is never trained twice;
-- ``epochs``: one row per trial and epoch;
-- ``attempts``: one row each time the driver hands a trial to an executor (an execution log).
+Tables: ``meta``, ``studies`` (name, config JSON), ``study_trials`` (study, schedule, seed ->
+trial key), ``trials`` (one row per recorded trial), ``metrics`` (trial, epoch, name, value),
+``final_metrics`` (trial, name, value), ``attempts`` (one row each time a run started training
+a trial: the execution log), ``claims`` (trial, owner, expires).
 """
 
 from __future__ import annotations
@@ -19,170 +38,258 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from lrlab.errors import LrlabError
-
-SCHEMA_VERSION = 1
-
-#: Per-epoch columns, in the order of the trainer's ``EpochRecord`` fields.
-EPOCH_COLUMNS = (
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "lr",
-    "lr_min",
-    "lr_max",
-    "seconds",
+from lrlab.lab.contract import (
+    EPOCH_METRICS,
+    FINISHED,
+    STATUS_RANK,
+    StoredTrial,
+    TrialStatus,
 )
 
-#: Terminal statuses of a trial. ``done`` and ``diverged`` are finished (never re-run);
-#: ``failed`` (the trial raised) is retried by the next sweep of a study that contains it.
-FINISHED = ("done", "diverged")
-STATUSES = ("done", "diverged", "failed")
+SCHEMA_VERSION = 2
+#: Per-epoch metric names of lrlab's trainer (other trials report any names).
+EPOCH_COLUMNS = EPOCH_METRICS
+#: Seconds a claim lives without a heartbeat (``LRLAB_LEASE_SECONDS`` overrides it, for tests).
+DEFAULT_LEASE = 60.0
+STATUSES = tuple(s.value for s in TrialStatus)
+
+#: Every table and its columns: the schema below and the shape check on opening come from it.
+TABLES: dict[str, tuple[str, ...]] = {
+    "meta": ("key", "value"),
+    "studies": ("name", "config", "updated"),
+    "study_trials": ("study", "schedule", "seed", "trial_key"),
+    "trials": ("key", "spec", "status", "error", "epochs_run", "wall_time", "finished"),
+    "metrics": ("trial_key", "epoch", "name", "value"),
+    "final_metrics": ("trial_key", "name", "value"),
+    "attempts": ("id", "trial_key", "started", "pid", "owner"),
+    "claims": ("trial_key", "owner", "expires"),
+}
 
 _SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS studies (
-    name    TEXT PRIMARY KEY,
-    config  TEXT NOT NULL,
-    updated REAL NOT NULL
-);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS studies (name TEXT PRIMARY KEY, config TEXT NOT NULL,
+    updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS study_trials (
-    study     TEXT NOT NULL REFERENCES studies(name) ON DELETE CASCADE,
-    schedule  TEXT NOT NULL,
-    seed      INTEGER NOT NULL,
-    trial_key TEXT NOT NULL,
-    PRIMARY KEY (study, schedule, seed)
-);
+    study TEXT NOT NULL REFERENCES studies(name) ON DELETE CASCADE,
+    schedule TEXT NOT NULL, seed INTEGER NOT NULL, trial_key TEXT NOT NULL,
+    PRIMARY KEY (study, schedule, seed));
 CREATE TABLE IF NOT EXISTS trials (
-    key               TEXT PRIMARY KEY,
-    spec              TEXT NOT NULL,
-    status            TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
-    diverged          INTEGER NOT NULL,
-    error             TEXT,
-    epochs_run        INTEGER NOT NULL,
-    best_epoch        INTEGER,
-    best_val_loss     REAL,
-    best_test_acc     REAL,
-    final_test_acc    REAL,
-    convergence_epoch INTEGER,
-    wall_time         REAL,
-    finished          REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS epochs (
+    key TEXT PRIMARY KEY, spec TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
+    error TEXT, epochs_run INTEGER NOT NULL, wall_time REAL, finished REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS metrics (
     trial_key TEXT NOT NULL REFERENCES trials(key) ON DELETE CASCADE,
-    epoch     INTEGER NOT NULL,
-    {", ".join(f"{c} REAL" for c in EPOCH_COLUMNS)},
-    PRIMARY KEY (trial_key, epoch)
-);
+    epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
+    PRIMARY KEY (trial_key, epoch, name));
+CREATE TABLE IF NOT EXISTS final_metrics (
+    trial_key TEXT NOT NULL REFERENCES trials(key) ON DELETE CASCADE,
+    name TEXT NOT NULL, value REAL, PRIMARY KEY (trial_key, name));
 CREATE TABLE IF NOT EXISTS attempts (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    trial_key TEXT NOT NULL,
-    started   REAL NOT NULL,
-    pid       INTEGER NOT NULL
-);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, trial_key TEXT NOT NULL, started REAL NOT NULL,
+    pid INTEGER NOT NULL, owner TEXT);
 CREATE INDEX IF NOT EXISTS attempts_key ON attempts(trial_key);
+CREATE TABLE IF NOT EXISTS claims (trial_key TEXT PRIMARY KEY, owner TEXT NOT NULL,
+    expires REAL NOT NULL);
 """
 
+#: The version-1 layout's per-epoch columns and summary columns, for the migration.
+_V1_EPOCH_COLUMNS = EPOCH_METRICS
+_V1_FINAL = {
+    "final_test_acc": "test_acc",
+    "best_test_acc": "best_test_acc",
+    "best_epoch": "best_epoch",
+    "best_val_loss": "best_val_loss",
+}
 
-def _num(value: Any) -> float:
-    """A REAL read back from SQLite: SQLite stores NaN as NULL, so NULL reads back as NaN."""
-    return math.nan if value is None else float(value)
+
+def new_owner() -> str:
+    """A claim owner id: ``host:pid:random``, unique per run."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def default_lease() -> float:
+    text = os.environ.get("LRLAB_LEASE_SECONDS")
+    try:
+        lease = float(text) if text else DEFAULT_LEASE
+    except ValueError:
+        raise LrlabError(f"LRLAB_LEASE_SECONDS must be a number of seconds, got {text!r}") from None
+    if not (math.isfinite(lease) and lease > 0):
+        raise LrlabError(f"LRLAB_LEASE_SECONDS must be > 0, got {text!r}")
+    return lease
 
 
 def _real(value: Any) -> float | None:
+    """A float to store: NaN becomes NULL."""
     if value is None:
         return None
     value = float(value)
     return None if math.isnan(value) else value
 
 
-@dataclass
-class StoredTrial:
-    """One cell ``(schedule, seed)`` of a study, as read back from the store."""
-
-    schedule: str
-    seed: int
-    key: str
-    spec: dict
-    status: str  # "done" | "diverged" | "failed"
-    diverged: bool
-    error: str | None
-    epochs_run: int
-    best_epoch: int | None
-    best_val_loss: float
-    best_test_acc: float
-    final_test_acc: float
-    convergence_epoch: int | None
-    wall_time: float
-    #: column name -> list of per-epoch values (``epoch`` included), empty for a failed trial
-    epochs: dict[str, list[float]] = field(default_factory=dict)
-
-
 class Store:
     """The results database. ``Store(path)`` creates it (and its folder) if needed.
 
-    Use it as a context manager or call :meth:`close`.
+    Use it as a context manager or call :meth:`close`. One ``Store`` per thread.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
+        if os.path.isdir(self.path):
+            raise LrlabError(f"results database {self.path} is a folder; give a file path")
         folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        # isolation_level=None: autocommit; transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            # isolation_level=None: autocommit; transactions are explicit (BEGIN IMMEDIATE).
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise LrlabError(f"cannot open results database {self.path}: {exc}") from None
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._migrate_or_refuse()
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._init_schema()
-        except sqlite3.DatabaseError as exc:
+            with self._transaction() as cur:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        cur.execute(statement)
+                cur.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            self._check_shape()
+        except sqlite3.Error as exc:
             self._db.close()
             raise LrlabError(f"cannot use {self.path} as a results database: {exc}") from None
+        except LrlabError:
+            self._db.close()
+            raise
 
     # ------------------------------------------------------------------ plumbing
-    def _init_schema(self) -> None:
+    def _tables(self) -> set[str]:
+        rows = self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        return {r[0] for r in rows}
+
+    def _version(self) -> int | None:
+        if "meta" not in self._tables():
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        try:
+            return None if row is None else int(row[0])
+        except (TypeError, ValueError):
+            raise LrlabError(
+                f"results database {self.path}: schema_version {row[0]!r} is not a number; "
+                "use another --db"
+            ) from None
+
+    def _migrate_or_refuse(self) -> None:
+        version = self._version()
+        if version is None or version == SCHEMA_VERSION:
+            return
+        if version == 1:
+            self._migrate_v1()
+            return
+        raise LrlabError(
+            f"results database {self.path} has schema version {version}, this lrlab reads "
+            f"versions 1 and {SCHEMA_VERSION}; use another --db (or a newer lrlab)"
+        )
+
+    def _migrate_v1(self) -> None:
+        """Version 1 (fixed accuracy columns) to 2 (metrics by name), in one transaction."""
         with self._transaction() as cur:
+            cur.execute("ALTER TABLE trials RENAME TO trials_v1")
+            cur.execute("ALTER TABLE epochs RENAME TO epochs_v1")
+            cur.execute("ALTER TABLE attempts RENAME TO attempts_v1")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     cur.execute(statement)
-            row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
+            cur.execute(
+                "INSERT INTO trials(key, spec, status, error, epochs_run, wall_time, finished) "
+                "SELECT key, spec, status, error, epochs_run, wall_time, finished FROM trials_v1"
+            )
+            for column in _V1_EPOCH_COLUMNS:
                 cur.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
+                    "INSERT INTO metrics(trial_key, epoch, name, value) "
+                    f"SELECT trial_key, epoch, ?, {column} FROM epochs_v1",
+                    (column,),
                 )
-            elif int(row[0]) != SCHEMA_VERSION:
+            for column, name in _V1_FINAL.items():
+                cur.execute(
+                    "INSERT INTO final_metrics(trial_key, name, value) "
+                    f"SELECT key, ?, {column} FROM trials_v1 WHERE status != 'failed'",
+                    (name,),
+                )
+            cur.execute(
+                "INSERT INTO attempts(id, trial_key, started, pid) "
+                "SELECT id, trial_key, started, pid FROM attempts_v1"
+            )
+            cur.execute("DROP TABLE epochs_v1")
+            cur.execute("DROP TABLE trials_v1")
+            cur.execute("DROP TABLE attempts_v1")
+            cur.execute(
+                "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
+            )
+
+    def _check_shape(self) -> None:
+        for table, columns in TABLES.items():
+            found = tuple(r[1] for r in self._db.execute(f"PRAGMA table_info({table})"))
+            if found != columns:
                 raise LrlabError(
-                    f"results database {self.path} has schema version {row[0]}, this lrlab writes "
-                    f"version {SCHEMA_VERSION}; use another --db"
+                    f"results database {self.path}: table {table} has columns "
+                    f"({', '.join(found)}), expected ({', '.join(columns)}); it was not written "
+                    "by this lrlab: use another --db"
                 )
 
     class _Tx:
-        def __init__(self, db: sqlite3.Connection):
-            self.db = db
+        def __init__(self, store: Store):
+            self.store = store
 
         def __enter__(self) -> sqlite3.Cursor:
-            self.cur = self.db.cursor()
-            self.cur.execute("BEGIN IMMEDIATE")
+            try:
+                self.cur = self.store._db.cursor()
+                self.cur.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self.store._error(exc) from None
             return self.cur
 
         def __exit__(self, exc_type, exc, tb) -> None:
-            self.cur.execute("ROLLBACK" if exc_type else "COMMIT")
+            try:
+                self.cur.execute("ROLLBACK" if exc_type else "COMMIT")
+            except sqlite3.Error as error:
+                if exc_type is None:
+                    raise self.store._error(error) from None
+            if isinstance(exc, sqlite3.Error):
+                raise self.store._error(exc) from None
+
+    def _error(self, exc: sqlite3.Error) -> LrlabError:
+        return LrlabError(f"results database {self.path}: {exc}")
 
     def _transaction(self) -> Store._Tx:
-        return Store._Tx(self._db)
+        return Store._Tx(self)
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def _number(self, value: Any, what: str) -> float:
+        """A REAL read back: NULL is NaN; anything that is not a number is a one-line error."""
+        if value is None:
+            return math.nan
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise LrlabError(
+            f"results database {self.path}: {what} holds {value!r}, not a number; "
+            "the file was changed by something else than lrlab: use another --db"
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -196,7 +303,7 @@ class Store:
     # ------------------------------------------------------------------ studies
     def save_study(self, name: str, config: Mapping, cells: Iterable[tuple[str, int, str]]) -> None:
         """Record a study's settings and its cells ``(schedule, seed, trial_key)``, replacing any
-        previous membership of that study name (finished trials themselves are kept)."""
+        previous membership of that study name (recorded trials themselves are kept)."""
         now = time.time()
         with self._transaction() as cur:
             cur.execute(
@@ -211,34 +318,97 @@ class Store:
             )
 
     def study_config(self, name: str) -> dict:
-        row = self._db.execute("SELECT config FROM studies WHERE name=?", (name,)).fetchone()
-        if row is None:
+        rows = self._query("SELECT config FROM studies WHERE name=?", (name,))
+        if not rows:
             raise LrlabError(f"no study named {name!r} in {self.path}")
-        return json.loads(row[0])
+        try:
+            return json.loads(rows[0][0])
+        except (TypeError, ValueError):
+            raise LrlabError(
+                f"results database {self.path}: study {name!r} is unreadable"
+            ) from None
 
     def study_names(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT name FROM studies ORDER BY name")]
+        return [r[0] for r in self._query("SELECT name FROM studies ORDER BY name")]
+
+    # ------------------------------------------------------------------ claims (leases)
+    def claim(self, key: str, owner: str, lease: float | None = None) -> bool:
+        """Claim trial ``key`` for ``owner`` for ``lease`` seconds; False when it is finished or
+        claimed by another owner whose claim has not expired. A new claim logs an attempt; the
+        owner's own claim is renewed."""
+        lease = default_lease() if lease is None else float(lease)
+        now = time.time()
+        finished = tuple(s.value for s in FINISHED)
+        with self._transaction() as cur:
+            row = cur.execute(
+                f"SELECT 1 FROM trials WHERE key=? AND status IN ({', '.join('?' * len(finished))})",
+                (key, *finished),
+            ).fetchone()
+            if row is not None:
+                return False
+            held = cur.execute(
+                "SELECT owner, expires FROM claims WHERE trial_key=?", (key,)
+            ).fetchone()
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            cur.execute(
+                "INSERT INTO claims(trial_key, owner, expires) VALUES (?, ?, ?) ON CONFLICT"
+                "(trial_key) DO UPDATE SET owner=excluded.owner, expires=excluded.expires",
+                (key, owner, now + lease),
+            )
+            if held is None or held[0] != owner:  # a renewal is not a new attempt
+                cur.execute(
+                    "INSERT INTO attempts(trial_key, started, pid, owner) VALUES (?, ?, ?, ?)",
+                    (key, now, os.getpid(), owner),
+                )
+        return True
+
+    def heartbeat(self, owner: str, lease: float | None = None) -> int:
+        """Extend every claim of ``owner`` by ``lease`` seconds from now; the number extended."""
+        lease = default_lease() if lease is None else float(lease)
+        with self._transaction() as cur:
+            cur.execute("UPDATE claims SET expires=? WHERE owner=?", (time.time() + lease, owner))
+            return cur.rowcount
+
+    def release(self, owner: str, keys: Iterable[str] | None = None) -> None:
+        """Drop ``owner``'s claims (on ``keys``, or all of them)."""
+        with self._transaction() as cur:
+            if keys is None:
+                cur.execute("DELETE FROM claims WHERE owner=?", (owner,))
+            else:
+                cur.executemany(
+                    "DELETE FROM claims WHERE owner=? AND trial_key=?", [(owner, k) for k in keys]
+                )
+
+    def claimed_by_others(self, keys: Iterable[str], owner: str) -> set[str]:
+        """Those of ``keys`` another owner holds a live claim on."""
+        now = time.time()
+        rows = self._query("SELECT trial_key, owner, expires FROM claims")
+        wanted = set(keys)
+        return {k for k, o, e in rows if k in wanted and o != owner and e > now}
 
     # ------------------------------------------------------------------ trials
     def finished_keys(self, keys: Iterable[str] | None = None) -> set[str]:
         """Keys of finished trials (``done`` or ``diverged``), among ``keys`` if given."""
-        rows = self._db.execute(
-            f"SELECT key FROM trials WHERE status IN ({', '.join('?' * len(FINISHED))})", FINISHED
+        finished = tuple(s.value for s in FINISHED)
+        rows = self._query(
+            f"SELECT key FROM trials WHERE status IN ({', '.join('?' * len(finished))})", finished
         )
         done = {r[0] for r in rows}
         return done if keys is None else done & set(keys)
 
-    def record_attempt(self, key: str, pid: int | None = None) -> None:
-        """Log that a trial was handed to an executor (the execution log; its own transaction)."""
+    def record_attempt(self, key: str, pid: int | None = None, owner: str | None = None) -> None:
+        """Log that a trial was handed to an executor (the execution log; its own transaction).
+        :meth:`claim` logs its attempts itself."""
         with self._transaction() as cur:
             cur.execute(
-                "INSERT INTO attempts(trial_key, started, pid) VALUES (?, ?, ?)",
-                (key, time.time(), os.getpid() if pid is None else pid),
+                "INSERT INTO attempts(trial_key, started, pid, owner) VALUES (?, ?, ?, ?)",
+                (key, time.time(), os.getpid() if pid is None else pid, owner),
             )
 
     def attempts(self) -> dict[str, int]:
-        """Trial key -> number of times the trial was handed to an executor."""
-        rows = self._db.execute("SELECT trial_key, COUNT(*) FROM attempts GROUP BY trial_key")
+        """Trial key -> number of times a run started the trial."""
+        rows = self._query("SELECT trial_key, COUNT(*) FROM attempts GROUP BY trial_key")
         return {k: n for k, n in rows}
 
     def record_trial(
@@ -246,100 +416,123 @@ class Store:
         key: str,
         spec: Mapping,
         *,
-        status: str,
+        status: TrialStatus | str,
         epochs: Sequence[Mapping[str, float]] = (),
-        diverged: bool = False,
+        final: Mapping[str, float] | None = None,
         error: str | None = None,
-        best_epoch: int | None = None,
-        best_val_loss: float | None = None,
-        best_test_acc: float | None = None,
-        final_test_acc: float | None = None,
-        convergence_epoch: int | None = None,
         wall_time: float | None = None,
-    ) -> None:
-        """Write a finished trial, its summary and every epoch row, in ONE transaction.
+    ) -> TrialStatus:
+        """Write a trial's outcome, its metrics per epoch and its final metrics, in ONE
+        transaction, and release any claim on it; return the status the store now holds.
 
-        Re-recording a key replaces the previous record (a failed trial that now succeeded).
-        ``epochs`` holds one mapping per epoch with an ``epoch`` key and :data:`EPOCH_COLUMNS`.
+        ``epochs`` holds one mapping per epoch: an ``epoch`` key (from 1) and metric values by
+        name. An outcome replaces a recorded one only if its status ranks at least as high
+        (``done`` > ``diverged`` > ``failed``): a failure never replaces a finished trial.
         """
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        epoch_rows = [
-            (key, int(e["epoch"]), *(_real(e.get(c)) for c in EPOCH_COLUMNS)) for e in epochs
+        status = TrialStatus(status)
+        metric_rows = [
+            (key, int(e["epoch"]), str(name), _real(value))
+            for e in epochs
+            for name, value in e.items()
+            if name != "epoch"
         ]
+        final_rows = [(key, str(n), _real(v)) for n, v in (final or {}).items()]
         with self._transaction() as cur:
-            cur.execute("DELETE FROM trials WHERE key=?", (key,))  # cascades to epochs
+            row = cur.execute("SELECT status FROM trials WHERE key=?", (key,)).fetchone()
+            cur.execute("DELETE FROM claims WHERE trial_key=?", (key,))
+            if row is not None and STATUS_RANK[TrialStatus(row[0])] > STATUS_RANK[status]:
+                return TrialStatus(row[0])
+            cur.execute("DELETE FROM trials WHERE key=?", (key,))  # cascades to its metrics
             cur.execute(
-                "INSERT INTO trials(key, spec, status, diverged, error, epochs_run, best_epoch, "
-                "best_val_loss, best_test_acc, final_test_acc, convergence_epoch, wall_time, "
-                "finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO trials(key, spec, status, error, epochs_run, wall_time, finished) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     json.dumps(spec, sort_keys=True),
-                    status,
-                    int(bool(diverged)),
+                    status.value,
                     error,
-                    len(epoch_rows),
-                    None if best_epoch is None else int(best_epoch),
-                    _real(best_val_loss),
-                    _real(best_test_acc),
-                    _real(final_test_acc),
-                    None if convergence_epoch is None else int(convergence_epoch),
+                    len({e["epoch"] for e in epochs}),
                     _real(wall_time),
                     time.time(),
                 ),
             )
             cur.executemany(
-                f"INSERT INTO epochs(trial_key, epoch, {', '.join(EPOCH_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * (2 + len(EPOCH_COLUMNS)))})",
-                epoch_rows,
+                "INSERT OR REPLACE INTO metrics(trial_key, epoch, name, value) VALUES (?, ?, ?, ?)",
+                metric_rows,
             )
+            cur.executemany(
+                "INSERT INTO final_metrics(trial_key, name, value) VALUES (?, ?, ?)", final_rows
+            )
+        return status
 
     def study_trials(self, study: str, *, with_epochs: bool = True) -> list[StoredTrial]:
-        """The recorded trials of a study's cells, ordered by schedule order then seed.
+        """The recorded trials of a study's cells, ordered as :meth:`save_study` listed the cells.
 
-        Cells whose trial has not finished yet are left out. Schedules keep the order in which
-        :meth:`save_study` listed them.
+        Cells whose trial has not been recorded yet are left out. ``with_epochs=False`` leaves
+        the per-epoch metrics out (``epochs`` and ``metrics`` empty).
         """
-        rows = self._db.execute(
-            "SELECT st.schedule, st.seed, t.key, t.spec, t.status, t.diverged, t.error, "
-            "t.epochs_run, t.best_epoch, t.best_val_loss, t.best_test_acc, t.final_test_acc, "
-            "t.convergence_epoch, t.wall_time "
+        rows = self._query(
+            "SELECT st.schedule, st.seed, t.key, t.spec, t.status, t.error, t.wall_time "
             "FROM study_trials st JOIN trials t ON t.key = st.trial_key "
             "WHERE st.study = ? ORDER BY st.rowid",
             (study,),
-        ).fetchall()
+        )
         out = []
-        for r in rows:
-            trial = StoredTrial(
-                schedule=r[0],
-                seed=int(r[1]),
-                key=r[2],
-                spec=json.loads(r[3]),
-                status=r[4],
-                diverged=bool(r[5]),
-                error=r[6],
-                epochs_run=int(r[7]),
-                best_epoch=r[8],
-                best_val_loss=_num(r[9]),
-                best_test_acc=_num(r[10]),
-                final_test_acc=_num(r[11]),
-                convergence_epoch=r[12],
-                wall_time=_num(r[13]),
+        for schedule, seed, key, spec, status, error, wall_time in rows:
+            epochs, metrics = self.metrics(key) if with_epochs else ([], {})
+            out.append(
+                StoredTrial(
+                    schedule=schedule,
+                    seed=int(seed),
+                    key=key,
+                    spec=self._json(spec, key),
+                    status=self._status(status, key),
+                    error=error,
+                    wall_time=None if wall_time is None else self._number(wall_time, key),
+                    epochs=epochs,
+                    metrics=metrics,
+                    final=self.final_metrics(key),
+                )
             )
-            if with_epochs:
-                trial.epochs = self.epochs(trial.key)
-            out.append(trial)
         return out
 
-    def epochs(self, key: str) -> dict[str, list[float]]:
-        """Per-epoch columns of a trial: ``{"epoch": [...], "val_acc": [...], ...}``."""
-        cols = ("epoch", *EPOCH_COLUMNS)
-        rows = self._db.execute(
-            f"SELECT {', '.join(cols)} FROM epochs WHERE trial_key=? ORDER BY epoch", (key,)
-        ).fetchall()
-        return {c: [(_num(r[i]) if i else int(r[i])) for r in rows] for i, c in enumerate(cols)}
+    def _json(self, text: Any, key: str) -> dict:
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, dict):
+            raise LrlabError(f"results database {self.path}: the spec of trial {key} is unreadable")
+        return value
 
-    def trial_status(self) -> dict[str, str]:
+    def _status(self, text: Any, key: str) -> TrialStatus:
+        try:
+            return TrialStatus(text)
+        except ValueError:
+            raise LrlabError(
+                f"results database {self.path}: trial {key} has status {text!r}"
+            ) from None
+
+    def metrics(self, key: str) -> tuple[list[int], dict[str, list[float]]]:
+        """``(epochs, {name: values aligned with epochs})`` of a trial (NaN where a metric was
+        not reported that epoch)."""
+        rows = self._query(
+            "SELECT epoch, name, value FROM metrics WHERE trial_key=? ORDER BY epoch, name",
+            (key,),
+        )
+        epochs = sorted({int(self._number(r[0], f"an epoch of trial {key}")) for r in rows})
+        index = {e: i for i, e in enumerate(epochs)}
+        out: dict[str, list[float]] = {}
+        for epoch, name, value in rows:
+            series = out.setdefault(name, [math.nan] * len(epochs))
+            series[index[int(epoch)]] = self._number(value, f"metric {name!r} of trial {key}")
+        return epochs, out
+
+    def final_metrics(self, key: str) -> dict[str, float]:
+        rows = self._query("SELECT name, value FROM final_metrics WHERE trial_key=?", (key,))
+        return {n: self._number(v, f"final metric {n!r} of trial {key}") for n, v in rows}
+
+    def trial_status(self) -> dict[str, TrialStatus]:
         """Trial key -> status, for every recorded trial."""
-        return {k: s for k, s in self._db.execute("SELECT key, status FROM trials")}
+        rows = self._query("SELECT key, status FROM trials")
+        return {k: self._status(s, k) for k, s in rows}

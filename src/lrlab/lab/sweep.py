@@ -1,32 +1,40 @@
 """The sweep runner: run a study's trials in parallel, commit each as it finishes, resume for free.
 
-The driver process owns the results store. It skips every trial whose key is already finished
-in the store, hands the rest to an :class:`Executor`, and writes each trial's rows in one
-transaction as soon as its result comes back, so a sweep killed at any moment loses nothing that
-was committed and the next run picks up where it stopped.
+The driver process owns the results store. It skips every trial whose key is already finished,
+*claims* each trial in the store just before handing it out (a lease with a heartbeat, so two
+runs on one database share the work and a killed run's claims expire: see
+:mod:`lrlab.lab.store`), hands the work to an :class:`Executor`, and writes each trial's rows in
+one transaction as soon as its outcome comes back. A sweep killed at any moment loses nothing
+that was committed, and the next run picks up where it stopped.
 
-Executors are pluggable: anything with ``run(specs) -> iterator of Outcome`` and ``close()``
-(the :class:`Executor` protocol) can be registered in :data:`EXECUTORS` under a name, which is
-what ``lrlab compare --executor NAME`` looks up. Only the local process pool ships here; a Ray
-executor only has to pull specs from the iterable as it has room and yield outcomes as they come.
+The executor's unit of work is a list of specs (one trial by default; ``batch_trials=K`` groups
+up to K trials that :func:`lrlab.lab.batched.batch_key` says can train together and hands them
+to :func:`lrlab.lab.batched.train_trials`). Each spec of a unit is claimed and recorded on its
+own.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import itertools
+import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from lrlab.errors import ConfigError, one_line, unknown_name_error
-from lrlab.lab.store import Store
+from lrlab.errors import ConfigError, LrlabError, one_line, unknown_name_error
+from lrlab.lab.contract import TrialSpec, TrialStatus
+from lrlab.lab.store import Store, default_lease, new_owner
 
-TrialFn = Callable[..., Any]  # (spec, *, device=None, threads=1) -> TrialResult
+#: A custom trial runner: ``fn(spec, *, device=None, threads=1) -> TrialResult``.
+TrialFn = Callable[..., Any]
+#: ``on_epoch(trial_key, epoch)``: a trial finished an epoch (progress inside running trials).
+EpochTick = Callable[[str, int], Any]
+Unit = list  # list[TrialSpec]: what an executor runs as one piece of work
 
 
 def default_workers() -> int:
@@ -42,62 +50,202 @@ def keep_in_flight(
     cancel what is left, or drop it between batches when its backend broke."""
     pending = iter(specs)
     while True:
-        for spec in itertools.islice(pending, max(0, limit - len(in_flight))):
+        for spec in _take(pending, max(0, limit - len(in_flight))):
             in_flight[submit(spec)] = spec
         if not in_flight:
             return
         yield [(in_flight.pop(handle), handle) for handle in wait_any(list(in_flight))]
 
 
+def _take(iterator: Iterator[Any], n: int) -> list[Any]:
+    out = []
+    for item in iterator:
+        out.append(item)
+        if len(out) >= n:
+            break
+    return out if n > 0 else []
+
+
 @dataclass
 class Outcome:
     """What an executor yields for one trial: a result, or the one-line error it raised."""
 
-    spec: Any  # TrialSpec
-    result: Any = None  # TrialResult | None
+    spec: TrialSpec
+    result: Any = None  # TrialResult | MetricsResult | None
     error: str | None = None
 
 
 @runtime_checkable
 class Executor(Protocol):
-    """Runs trials somewhere and yields their outcomes, in completion order.
+    """Runs units of work (lists of specs) somewhere and yields one :class:`Outcome` per spec,
+    in completion order.
 
-    ``run`` must pull specs from ``specs`` lazily, only when it has room to start one (the driver
-    logs each trial as started when it is pulled), and must turn a trial's exception into an
-    :class:`Outcome` with ``error`` set rather than raise. ``close`` stops whatever is still running.
+    ``run`` must pull units from ``units`` lazily, only when it has room to start one (the driver
+    claims each trial when it is pulled), and must turn a trial's exception into an Outcome with
+    ``error`` set rather than raise. ``on_epoch(key, epoch)``, when the executor can, is called
+    as trials finish epochs; ``time_limit`` (seconds per trial) ends a trial that runs longer and
+    fails it. ``close`` stops whatever is still running.
     """
 
-    def run(self, specs: Iterable[Any]) -> Iterator[Outcome]: ...
+    def run(
+        self,
+        units: Iterable[Unit],
+        *,
+        on_epoch: EpochTick | None = None,
+        time_limit: float | None = None,
+    ) -> Iterator[Outcome]: ...
 
     def close(self) -> None: ...
 
+
+# --------------------------------------------------------------------------------------------
+# Running one unit (in a worker, or inline)
 
 #: Tasks loaded by this process (a worker trains many trials on the same data).
 _TASK_CACHE: dict[tuple, Any] = {}
 
 
-def _default_trial(spec: Any, *, device=None, threads: int | None = 1):
+def _default_trial(spec: TrialSpec, *, device=None, threads: int | None = 1, on_epoch=None):
     """:func:`lrlab.lab.trainer.train_trial` with the task loaded once per process."""
-    from lrlab.lab.tasks import load_task
+    from lrlab.lab.tasks import load_any_task
     from lrlab.lab.trainer import resolve_device, train_trial
 
     dev = resolve_device(device)
-    key = (spec.task, spec.data_dir, str(dev))
+    key = (spec.task, spec.data_dir, spec.code_dir, str(dev))
     if key not in _TASK_CACHE:
         _TASK_CACHE.clear()  # one task at a time is enough, and keeps memory flat
-        _TASK_CACHE[key] = load_task(spec.task, data_dir=spec.data_dir, device=dev)
-    return train_trial(spec, device=dev, threads=threads, task=_TASK_CACHE[key])
+        _TASK_CACHE[key] = load_any_task(
+            spec.task or "", data_dir=spec.data_dir, code_dir=spec.code_dir, device=dev
+        )
+    return train_trial(spec, device=dev, threads=threads, task=_TASK_CACHE[key], on_epoch=on_epoch)
+
+
+def _run_one(spec, trial_fn, user_fn, device, threads, tick: Callable[[int], Any] | None):
+    if trial_fn is not None:
+        return trial_fn(spec, device=device, threads=threads)
+    if spec.trial is not None:
+        from lrlab.lab.trial import run_user_trial
+
+        return run_user_trial(spec, on_epoch=tick, trial_fn=user_fn)
+    on_epoch = None if tick is None else (lambda record: tick(record.epoch))
+    return _default_trial(spec, device=device, threads=threads, on_epoch=on_epoch)
+
+
+def _checked(result: Any) -> Any:
+    """A trial's return value, if it is a result (else TypeError: the trial is failed)."""
+    if not (callable(getattr(result, "metric_rows", None)) and hasattr(result, "diverged")):
+        raise TypeError(
+            f"the trial returned a {type(result).__name__}, not a TrialResult or MetricsResult"
+        )
+    return result
 
 
 def execute_trial(trial_fn: TrialFn | None, spec: Any, device: str | None, threads: int | None):
     """Run one trial; return ``(result, None)`` or ``(None, one-line error)``. Runs in a worker.
 
-    ``trial_fn`` defaults to the lab trainer (:func:`lrlab.lab.trainer.train_trial`).
+    ``trial_fn`` defaults to the lab trainer, or the user's trial function when ``spec.trial``
+    names one.
     """
-    try:
-        return (trial_fn or _default_trial)(spec, device=device, threads=threads), None
-    except Exception as exc:  # a failing trial is recorded, never fatal to the sweep
-        return None, one_line(exc)
+    return execute_unit(trial_fn, [spec], device, threads)[0]
+
+
+def _ticker(tick: EpochTick, key: str) -> Callable[[int], Any]:
+    return lambda epoch: tick(key, epoch)
+
+
+def execute_unit(
+    trial_fn: TrialFn | None,
+    specs: Sequence[TrialSpec],
+    device: str | None,
+    threads: int | None,
+    tick: EpochTick | None = None,
+    user_fn: Callable | None = None,
+) -> list[tuple[Any, str | None]]:
+    """Run a unit of work; one ``(result, None)`` or ``(None, one-line error)`` per spec.
+
+    A unit of more than one spec goes to :func:`lrlab.lab.batched.train_trials` (one
+    computation); if that raises, every trial of the unit fails with its error.
+    """
+    if len(specs) > 1 and trial_fn is None:
+        try:
+            from lrlab.lab.batched import train_trials
+
+            return [
+                (_checked(r), None)
+                for r in train_trials(list(specs), device=device, threads=threads)
+            ]
+        except Exception as exc:  # a failing batch is recorded, never fatal to the sweep
+            return [(None, one_line(exc))] * len(specs)
+    out = []
+    for spec in specs:
+        ticker = None if tick is None else _ticker(tick, spec.key())
+        try:
+            out.append((_checked(_run_one(spec, trial_fn, user_fn, device, threads, ticker)), None))
+        except Exception as exc:  # a failing trial is recorded, never fatal to the sweep
+            out.append((None, one_line(exc)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Executors
+
+
+class InlineExecutor:
+    """Runs trials one after another in this process (``workers=0``): handy for debugging.
+
+    ``time_limit`` works in the main thread on POSIX (a ``SIGALRM`` timer fails the trial).
+    ``user_fn`` is the user's trial function object (it need not be importable).
+    """
+
+    def __init__(
+        self,
+        *,
+        trial_fn: TrialFn | None = None,
+        device=None,
+        threads: int | None = 1,
+        user_fn: Callable | None = None,
+    ):
+        self.trial_fn, self.device, self.threads, self.user_fn = trial_fn, device, threads, user_fn
+
+    def run(self, units, *, on_epoch=None, time_limit=None) -> Iterator[Outcome]:
+        for unit in units:
+            with _alarm(time_limit, len(unit)):
+                results = execute_unit(
+                    self.trial_fn, unit, self.device, self.threads, on_epoch, self.user_fn
+                )
+            for spec, (result, error) in zip(unit, results):
+                yield Outcome(spec, result, error)
+
+    def close(self) -> None:
+        pass
+
+
+class TimeLimitExceeded(Exception):
+    """A trial ran past its time limit."""
+
+
+class _alarm:
+    """A ``SIGALRM`` timer that raises :class:`TimeLimitExceeded` in the trial (main thread)."""
+
+    def __init__(self, limit: float | None, trials: int):
+        usable = (
+            hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+        )
+        self.seconds = limit * trials if limit and usable else None
+
+    def _fire(self, signum, frame):
+        raise TimeLimitExceeded(f"ran past its time limit of {self.seconds:g} s")
+
+    def __enter__(self):
+        if self.seconds:
+            self.old = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        if self.seconds:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.old)
 
 
 def _alive(pid: int) -> bool:
@@ -116,8 +264,8 @@ def _alive(pid: int) -> bool:
 
 
 def _watch_driver(driver_pid: int) -> None:
-    """Worker initializer: exit this worker as soon as the driver is gone, so that a SIGKILLed
-    driver leaves no orphans training (the fork server then exits too, once its workers have)."""
+    """In a worker: exit as soon as the driver is gone, so that a SIGKILLed driver leaves no
+    orphans training (the fork server then exits too, once its workers have)."""
 
     def watch():
         while _alive(driver_pid):
@@ -127,31 +275,46 @@ def _watch_driver(driver_pid: int) -> None:
     threading.Thread(target=watch, name="lrlab-driver-watch", daemon=True).start()
 
 
+def _worker_main(conn, driver_pid: int, trial_fn, device, threads) -> None:
+    """A worker process: run each unit the driver sends, streaming epoch ticks, until told to
+    stop (None) or the driver is gone."""
+    _watch_driver(driver_pid)
+
+    def tick(key: str, epoch: int) -> None:
+        conn.send(("tick", key, epoch))
+
+    while True:
+        try:
+            unit = conn.recv()
+        except (EOFError, OSError):
+            return
+        if unit is None:
+            return
+        results = execute_unit(trial_fn, unit, device, threads, tick)
+        try:
+            conn.send(("done", results))
+        except Exception as exc:  # a result that cannot be pickled
+            conn.send(("done", [(None, one_line(exc))] * len(unit)))
+
+
 #: Modules the fork server imports once, before it forks workers.
 FORKSERVER_PRELOAD = ("lrlab.lab.sweep", "lrlab.lab.trainer", "lrlab.lab.tasks", "lrlab.lab.models")
 
 
-class InlineExecutor:
-    """Runs trials one after another in this process (``workers=0``): handy for debugging."""
-
-    def __init__(self, *, trial_fn: TrialFn | None = None, device=None, threads: int | None = 1):
-        self.trial_fn, self.device, self.threads = trial_fn, device, threads
-
-    def run(self, specs: Iterable[Any]) -> Iterator[Outcome]:
-        for spec in specs:
-            result, error = execute_trial(self.trial_fn, spec, self.device, self.threads)
-            yield Outcome(spec, result, error)
-
-    def close(self) -> None:
-        pass
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    unit: list | None = None
+    started: float = 0.0
 
 
 class LocalExecutor:
-    """A pool of ``workers`` reused worker processes.
+    """A pool of ``workers`` reused worker processes, each running one unit at a time.
 
-    At most ``workers`` trials are in flight; each worker runs its trials with ``threads`` torch
-    threads. A worker that dies (killed, out of memory) fails the trials it may have held and the
-    pool is started afresh.
+    Each worker runs its trials with ``threads`` torch threads and sends an epoch tick per
+    finished epoch. A worker that dies (killed, out of memory) fails only the unit it held and
+    is replaced; so is a worker whose unit runs past the time limit (it is killed).
 
     The start method is ``forkserver`` where the platform has it (a server process imports torch
     and the trainer once, then forks each worker from it: fast starts, no inherited threads),
@@ -178,66 +341,101 @@ class LocalExecutor:
         self.context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             self.context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
-        self._pool: cf.ProcessPoolExecutor | None = None
+        self._pool: list[_Worker] = []
 
-    def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=self.context,
-            initializer=_watch_driver,
-            initargs=(os.getpid(),),
+    def _start_worker(self) -> _Worker:
+        parent, child = self.context.Pipe()
+        process = self.context.Process(
+            target=_worker_main,
+            args=(child, os.getpid(), self.trial_fn, self.device, self.threads),
+            name="lrlab-worker",
+            daemon=True,
         )
+        process.start()
+        child.close()
+        worker = _Worker(process, parent)
+        self._pool.append(worker)
+        return worker
 
-    def _submit(self, spec: Any) -> cf.Future:
-        if self._pool is None:
-            self._pool = self._new_pool()
-        return self._pool.submit(execute_trial, self.trial_fn, spec, self.device, self.threads)
+    def _stop_worker(self, worker: _Worker) -> None:
+        if worker in self._pool:
+            self._pool.remove(worker)
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(timeout=5)
+        worker.conn.close()
 
-    def run(self, specs: Iterable[Any]) -> Iterator[Outcome]:
-        in_flight: dict[cf.Future, Any] = {}
+    def _assign(self, unit: list) -> None:
+        idle = [w for w in self._pool if w.unit is None]
+        worker = idle[0] if idle else self._start_worker()
+        worker.unit, worker.started = unit, time.monotonic()
+        worker.conn.send(unit)
 
-        def first_done(futures):
-            return cf.wait(futures, return_when=cf.FIRST_COMPLETED)[0]
-
+    def _receive(self, worker: _Worker, on_epoch: EpochTick | None) -> list[Outcome]:
+        """Read one message of a busy worker; the outcomes it ends with (none for a tick)."""
+        unit = worker.unit or []
         try:
-            for finished in keep_in_flight(
-                specs, self.workers, in_flight, self._submit, first_done
-            ):
-                broken = False
-                for spec, future in finished:
-                    try:
-                        result, error = future.result()
-                    except cf.process.BrokenProcessPool:
-                        broken = True
-                        result, error = None, "BrokenProcessPool: a worker process died"
-                    except Exception as exc:  # e.g. a result that could not be pickled
-                        result, error = None, one_line(exc)
-                    yield Outcome(spec, result, error)
-                if broken:
-                    for spec in in_flight.values():
-                        yield Outcome(spec, None, "BrokenProcessPool: a worker process died")
-                    in_flight.clear()
-                    self.close()
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            worker.process.join(timeout=5)
+            code = worker.process.exitcode
+            self._stop_worker(worker)
+            error = f"WorkerDied: the worker process died (exit code {code})"
+            return [Outcome(spec, None, error) for spec in unit]
+        if message[0] == "tick":
+            if on_epoch is not None:
+                on_epoch(message[1], message[2])
+            return []
+        worker.unit = None
+        return [Outcome(spec, r, e) for spec, (r, e) in zip(unit, message[1])]
+
+    def _overdue(self, time_limit: float | None) -> list[Outcome]:
+        if not time_limit:
+            return []
+        out = []
+        now = time.monotonic()
+        for worker in [w for w in self._pool if w.unit is not None]:
+            if now - worker.started > time_limit * len(worker.unit):
+                error = f"TimeLimitExceeded: ran past its time limit of {time_limit:g} s"
+                out += [Outcome(spec, None, error) for spec in worker.unit]
+                self._stop_worker(worker)
+        return out
+
+    def run(self, units, *, on_epoch=None, time_limit=None) -> Iterator[Outcome]:
+        pending = iter(units)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and sum(w.unit is not None for w in self._pool) < self.workers:
+                    unit = next(pending, None)
+                    if unit is None:
+                        exhausted = True
+                    else:
+                        self._assign(unit)
+                busy = [w for w in self._pool if w.unit is not None]
+                if not busy:
+                    return
+                ready = multiprocessing.connection.wait([w.conn for w in busy], timeout=0.5)
+                for worker in [w for w in busy if w.conn in ready]:
+                    yield from self._receive(worker, on_epoch)
+                yield from self._overdue(time_limit)
         finally:
-            if in_flight:  # interrupted: do not wait for trials nobody will record
-                self.close()
+            for worker in [w for w in self._pool if w.unit is not None]:
+                self._stop_worker(worker)  # interrupted: stop trials nobody will record
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(timeout=5)
+        for worker in list(self._pool):
+            if worker.unit is None:
+                with contextlib.suppress(OSError):
+                    worker.conn.send(None)
+                worker.process.join(timeout=2)
+            self._stop_worker(worker)
 
 
 def _make_local(workers=None, **kwargs) -> Executor:
     if workers is not None and int(workers) == 0:
         return InlineExecutor(**kwargs)
+    kwargs.pop("user_fn", None)
     return LocalExecutor(workers, **kwargs)
 
 
@@ -254,28 +452,37 @@ def make_executor(name: str = "local", **kwargs) -> Executor:
     return factory(**kwargs)
 
 
+# --------------------------------------------------------------------------------------------
+# Progress
+
+
 @dataclass
 class SweepSummary:
     """What one :func:`run_sweep` call did."""
 
     study: str
-    total: int  # distinct trials in the study
-    skipped: int  # already finished in the store
+    total: int  # distinct trials in the study (or in the cells asked for)
+    skipped: int  # already finished in the store when the sweep started
     ran: int  # trials that came back in this call
     done: int
     diverged: int
     failed: int
     seconds: float
+    by_others: int = 0  # finished meanwhile by another run on the same store
 
 
 class _Progress:
-    """A rich progress bar on a terminal; one line per finished trial otherwise (logs, CI)."""
+    """A rich progress bar on a terminal, advanced by epochs inside running trials; one line
+    per finished trial otherwise (logs, CI). Its rate (hence the time left) counts only work
+    done in this run."""
 
-    def __init__(self, console, title: str, total: int):
+    def __init__(self, console, title: str, total: int, epochs: int):
         from rich.console import Console
 
         self.console = console if console is not None else Console(stderr=True)
         self.total, self.count, self.bar = total, 0, None
+        self.epochs = max(1, int(epochs))
+        self.ticked: dict[str, int] = {}
         if self.console.is_terminal:
             from rich.progress import (
                 BarColumn,
@@ -298,10 +505,19 @@ class _Progress:
             self.bar.start()
             self.task = self.bar.add_task(title, total=total, last="")
 
-    def advance(self, text: str) -> None:
+    def epoch(self, key: str, epoch: int) -> None:
+        """A trial finished an epoch: advance by a fraction of a trial."""
+        before = self.ticked.get(key, 0)
+        now = min(int(epoch), self.epochs)
+        if self.bar is not None and now > before:
+            self.ticked[key] = now
+            self.bar.update(self.task, advance=(now - before) / self.epochs)
+
+    def advance(self, key: str, text: str) -> None:
         self.count += 1
+        done_part = self.ticked.pop(key, 0) / self.epochs
         if self.bar is not None:
-            self.bar.update(self.task, advance=1, last=text)
+            self.bar.update(self.task, advance=1 - done_part, last=text)
         else:
             self.console.print(f"[{self.count}/{self.total}] {text}", highlight=False)
 
@@ -310,41 +526,120 @@ class _Progress:
             self.bar.stop()
 
 
-def record_outcome(store: Store, outcome: Outcome) -> str:
-    """Commit one trial's outcome to the store (one transaction); return its status."""
-    from lrlab.policies import convergence_epoch
-
+def record_outcome(store: Store, outcome: Outcome) -> TrialStatus:
+    """Commit one trial's outcome to the store (one transaction); return its status (the
+    store keeps a finished trial over a failure: see :meth:`Store.record_trial`)."""
     spec = outcome.spec
     key, spec_dict = spec.key(), spec.to_dict()
     result = outcome.result
     if result is None:
-        store.record_trial(key, spec_dict, status="failed", error=outcome.error or "unknown error")
-        return "failed"
-    epochs = [_epoch_dict(e) for e in result.epochs]
-    val_acc = [e["val_acc"] for e in epochs]
-    status = "diverged" if result.diverged else "done"
+        store.record_trial(
+            key, spec_dict, status=TrialStatus.FAILED, error=outcome.error or "unknown error"
+        )
+        return TrialStatus.FAILED
+    status = TrialStatus.DIVERGED if result.diverged else TrialStatus.DONE
     store.record_trial(
         key,
         spec_dict,
         status=status,
-        epochs=epochs,
-        diverged=bool(result.diverged),
-        best_epoch=result.best_epoch,
-        best_val_loss=result.best_val_loss,
-        best_test_acc=result.best_test_acc,
-        final_test_acc=result.final_test_acc,
-        convergence_epoch=convergence_epoch(val_acc) if val_acc else None,
+        epochs=result.metric_rows(),
+        final=result.final_metrics(),
         wall_time=result.wall_time,
     )
     return status
 
 
-def _epoch_dict(record: Any) -> dict:
-    if isinstance(record, dict):
-        return record
-    import dataclasses
+def _outcome_text(name: str, status: TrialStatus, outcome: Outcome, objective: str) -> str:
+    text = f"{name}: {status.value}"
+    if status == TrialStatus.DONE:
+        final = outcome.result.final_metrics()
+        value = final.get(objective)
+        if value is None:
+            rows = [r for r in outcome.result.metric_rows() if objective in r]
+            value = rows[-1][objective] if rows else None
+        if value is not None:
+            text += f", {objective} {value:.4g}"
+    elif status == TrialStatus.FAILED:
+        text += f" ({outcome.error})"
+    return text
 
-    return dataclasses.asdict(record)
+
+# --------------------------------------------------------------------------------------------
+# The sweep
+
+
+class _Heartbeat:
+    """Keeps this run's claims alive: a thread with its own connection extends them every
+    ``lease / 3`` seconds until stopped."""
+
+    def __init__(self, path: str, owner: str, lease: float):
+        self.path, self.owner, self.lease = path, owner, lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="lrlab-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        with Store(self.path) as store:
+            while not self._stop.wait(self.lease / 3):
+                with contextlib.suppress(LrlabError):  # a busy database: the next beat will do
+                    store.heartbeat(self.owner, self.lease)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _units(cells: list, batch_trials: int) -> list[list]:
+    """The cells grouped into units of work: single cells, or up to ``batch_trials`` cells that
+    can train as one computation (same :func:`lrlab.lab.batched.batch_key`)."""
+    if batch_trials <= 1:
+        return [[c] for c in cells]
+    try:
+        from lrlab.lab.batched import batch_key
+    except ImportError:  # no batched trainer here: one by one
+        return [[c] for c in cells]
+    groups: dict[Any, list] = {}
+    for cell in cells:
+        groups.setdefault(batch_key(cell.spec), []).append(cell)
+    units = []
+    for group in groups.values():
+        units += [group[i : i + batch_trials] for i in range(0, len(group), batch_trials)]
+    return units
+
+
+@dataclass
+class _Run:
+    """The state of one :func:`run_sweep` call."""
+
+    store: Store
+    owner: str
+    lease: float
+    attempted: set[str] = field(default_factory=set)
+    counts: dict[TrialStatus, int] = field(default_factory=lambda: dict.fromkeys(TrialStatus, 0))
+
+    def claimed_units(self, units: list[list]) -> Iterator[list[TrialSpec]]:
+        """Each unit with the cells this run could claim (skipping finished or others' ones)."""
+        for unit in units:
+            specs = []
+            for cell in unit:
+                if cell.key not in self.attempted and self.store.claim(
+                    cell.key, self.owner, self.lease
+                ):
+                    self.attempted.add(cell.key)
+                    specs.append(cell.spec)
+            if specs:
+                yield specs
+
+
+def _select(study, cells: Iterable[tuple[str, int]] | None) -> list:
+    if cells is None:
+        return list(study.cells)
+    wanted = {(str(s), int(k)) for s, k in cells}
+    known = {(c.schedule, c.seed) for c in study.cells}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise ConfigError(f"cells: {unknown[0]} is not a (schedule, seed) of study {study.name!r}")
+    return [c for c in study.cells if (c.schedule, c.seed) in wanted]
 
 
 def run_sweep(
@@ -358,65 +653,96 @@ def run_sweep(
     threads: int | None = 1,
     progress: bool = True,
     console=None,
+    cells: Iterable[tuple[str, int]] | None = None,
+    time_limit: float | None = None,
+    batch_trials: int = 1,
+    lease: float | None = None,
+    poll: float | None = None,
 ) -> SweepSummary:
-    """Run every trial of ``study`` that ``store`` has not finished; commit each as it returns.
+    """Run every trial of ``study`` (or of its ``cells``, ``(schedule, seed)`` pairs) that the
+    store has not finished; commit each as it returns.
 
     ``executor`` defaults to the local process pool with ``workers`` processes (``None``: see
-    :func:`default_workers`; ``0``: run inline). ``trial_fn`` defaults to
-    :func:`lrlab.lab.trainer.train_trial`; it must be picklable (a module-level function) for a
-    process pool. Cells of the study that share a spec (hence a key) are trained once.
+    :func:`default_workers`; ``0``: run inline). ``trial_fn`` replaces the trainer (it must be
+    picklable, a module-level function, for a process pool). Cells that share a spec (hence a
+    key) are trained once. ``time_limit`` (default: the study's) fails a trial that runs longer.
+    Trials that another run holds a claim on are waited for (polling every ``poll`` seconds)
+    and taken over if that run dies, so the call returns when every selected trial is finished
+    or was tried once by this run.
     """
     start = time.perf_counter()
-    cells = study.cells
-    store.save_study(study.name, study.to_dict(), [(c.schedule, c.seed, c.key) for c in cells])
-    finished = store.finished_keys()
-    todo, seen = [], set()
-    for cell in cells:
-        if cell.key not in finished and cell.key not in seen:
-            todo.append(cell)
-            seen.add(cell.key)
-    distinct = len({c.key for c in cells})
-    names = {c.key: f"{c.schedule} seed {c.seed}" for c in cells}
-    counts = {"done": 0, "diverged": 0, "failed": 0}
-
-    def handed_out() -> Iterator[Any]:
-        for cell in todo:
-            store.record_attempt(cell.key)  # the execution log, before the trial can start
-            yield cell.spec
-
+    selected = _select(study, cells)
+    store.save_study(
+        study.name, study.to_dict(), [(c.schedule, c.seed, c.key) for c in study.cells]
+    )
+    unique = list({c.key: c for c in selected}.values())
+    finished_before = store.finished_keys(c.key for c in unique)
+    run = _Run(store, new_owner(), default_lease() if lease is None else float(lease))
+    limit = study.time_limit if time_limit is None else time_limit
+    names = {c.key: f"{c.schedule} seed {c.seed}" for c in selected}
     own_executor = executor is None
     if executor is None:
         executor = make_executor(
             "local", workers=workers, trial_fn=trial_fn, device=device, threads=threads
         )
-    bar = None
+    todo = [c for c in unique if c.key not in finished_before]
+    bar = _start_bar(progress, console, study, len(unique), len(todo))
+    heartbeat = _Heartbeat(store.path, run.owner, run.lease)
     try:
-        if progress and todo:
-            done_before = distinct - len(todo)
-            title = f"{study.name} ({done_before} done before)" if done_before else study.name
-            bar = _Progress(console, title, len(todo))
-        for outcome in executor.run(handed_out()):
-            status = record_outcome(store, outcome)
-            counts[status] += 1
-            if bar is not None:
-                text = f"{names.get(outcome.spec.key(), '?')}: {status}"
-                if status == "done":
-                    text += f", final test acc {outcome.result.final_test_acc:.3f}"
-                elif status == "failed":
-                    text += f" ({outcome.error})"
-                bar.advance(text)
+        by_others = _sweep_rounds(run, executor, todo, batch_trials, limit, bar, names, study, poll)
     finally:
+        heartbeat.stop()
+        store.release(run.owner)
         if bar is not None:
             bar.stop()
         if own_executor:
             executor.close()
     return SweepSummary(
         study=study.name,
-        total=distinct,
-        skipped=distinct - len(todo),
-        ran=sum(counts.values()),
-        done=counts["done"],
-        diverged=counts["diverged"],
-        failed=counts["failed"],
+        total=len(unique),
+        skipped=len(finished_before),
+        ran=sum(run.counts.values()),
+        done=run.counts[TrialStatus.DONE],
+        diverged=run.counts[TrialStatus.DIVERGED],
+        failed=run.counts[TrialStatus.FAILED],
         seconds=time.perf_counter() - start,
+        by_others=by_others,
     )
+
+
+def _start_bar(progress: bool, console, study, total: int, todo: int) -> _Progress | None:
+    if not (progress and todo):
+        return None
+    before = total - todo
+    title = f"{study.name} ({before} done before)" if before else study.name
+    return _Progress(console, title, todo, study.epochs)
+
+
+def _sweep_rounds(run: _Run, executor, todo, batch_trials, limit, bar, names, study, poll) -> int:
+    """Train what this run can claim; then wait for trials other runs hold until they finish
+    them or their claims expire (and train those). Returns how many others finished."""
+    poll = min(1.0, run.lease / 4) if poll is None else poll
+    by_others: set[str] = set()
+    while True:
+        open_cells = [c for c in todo if c.key not in run.attempted and c.key not in by_others]
+        finished = run.store.finished_keys(c.key for c in open_cells)
+        for key in finished:
+            by_others.add(key)
+            if bar is not None:
+                bar.advance(key, f"{names.get(key, key)}: finished by another run")
+        open_cells = [c for c in open_cells if c.key not in finished]
+        if not open_cells:
+            return len(by_others)
+        before = len(run.attempted)
+        units = run.claimed_units(_units(open_cells, batch_trials))
+        tick = None if bar is None else bar.epoch
+        for outcome in executor.run(units, on_epoch=tick, time_limit=limit):
+            status = record_outcome(run.store, outcome)
+            run.counts[status] += 1
+            if bar is not None:
+                key = outcome.spec.key()
+                bar.advance(
+                    key, _outcome_text(names.get(key, "?"), status, outcome, study.objective)
+                )
+        if len(run.attempted) == before:  # nothing claimable: others hold the rest
+            time.sleep(poll)

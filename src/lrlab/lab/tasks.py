@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from lrlab.atomic import atomic_write
-from lrlab.errors import DatasetNotFoundError, LrlabError, unknown_name_error
+from lrlab.errors import ConfigError, DatasetNotFoundError, LrlabError, one_line, unknown_name_error
 
 #: Fraction of the training set held out for validation (fixed, seeded, the same for every trial).
 VAL_FRACTION = 0.1
@@ -558,3 +558,49 @@ def load_task(
             f"{name}: expected inputs of shape {info.input_shape}, the files hold {task.input_shape}"
         )
     return task
+
+
+# --------------------------------------------------------------------------------------------
+# The user's own task
+
+#: Tasks built by user code in this process, by (reference, code folder): a study calls the
+#: user's loader once to count its training examples, and each worker once for all its trials.
+_USER_TASKS: dict[tuple[str, str | None], Task] = {}
+
+
+def load_user_task(ref: str, *, code_dir: str | None = None, where: str = "task") -> Task:
+    """The :class:`Task` the user's function ``module:function`` returns (called with no
+    arguments, once per process). Anything else than a Task is a one-line ConfigError."""
+    from lrlab.lab.trial import load_user_callable
+
+    cache_key = (ref, code_dir)
+    if cache_key not in _USER_TASKS:
+        load = load_user_callable(ref, where, code_dir, "nothing", nargs=0)
+        try:
+            task = load()
+        except LrlabError:
+            raise
+        except Exception as exc:
+            raise LrlabError(f"{where}: {ref}() raised {one_line(exc)}") from None
+        if not isinstance(task, Task):
+            raise ConfigError(
+                f"{where}: {ref}() returned a {type(task).__name__}, not a lrlab.lab.Task "
+                "(build one with lrlab.lab.make_task)"
+            )
+        _USER_TASKS[cache_key] = task
+    return _USER_TASKS[cache_key]
+
+
+def load_any_task(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    code_dir: str | None = None,
+    device: str | torch.device = "cpu",
+) -> Task:
+    """A built-in task by name (:func:`load_task`) or the user's (a ``module:function``)."""
+    from lrlab.lab.contract import is_code_ref
+
+    if is_code_ref(name):
+        return load_user_task(name, code_dir=code_dir).to(device)
+    return load_task(name, data_dir=data_dir, device=device)

@@ -30,96 +30,51 @@ Design choices, and why:
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from lrlab.errors import ConfigError, unknown_name_error
+from lrlab.errors import ConfigError
+from lrlab.lab.contract import (
+    LR_INTERVALS,
+    OPTIMIZER_DEFAULTS,
+    TRAINER_VERSION,
+    EpochRecord,
+    TrialResult,
+    TrialSpec,
+    normalize_optimizer,
+)
 
-#: Part of every :meth:`TrialSpec.key`. Bump it when a change to the trainer changes the numbers a
-#: spec produces, so that stored results of the old trainer are not mistaken for new ones.
-TRAINER_VERSION = 1
+__all__ = [
+    "EVAL_BATCH_SIZE",
+    "LR_INTERVALS",
+    "OPTIMIZER_DEFAULTS",
+    "TRAINER_VERSION",
+    "EpochRecord",
+    "TrialResult",
+    "TrialSpec",
+    "derive_seed",
+    "evaluate",
+    "make_optimizer",
+    "normalize_optimizer",
+    "rank_and_world",
+    "resolve_device",
+    "steps_per_epoch",
+    "train_trial",
+]
+
 #: Evaluation batch size (no gradients, so larger than training batches; BN is in eval mode, so
 #: the results do not depend on it).
 EVAL_BATCH_SIZE = 1024
-LR_INTERVALS = ("step", "epoch")
 
 # --------------------------------------------------------------------------------------------
 # Optimizers
-
-#: Allowed keys of each optimizer type and their defaults (torch's, except where noted).
-OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
-    "adam": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},
-    "adamw": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False},
-}
-
-
-def _default_optimizer() -> dict[str, Any]:
-    return {"type": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
-
-
-def _real(value: Any, where: str, *, lo: float = 0.0, hi: float | None = None) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < lo or (hi is not None and value >= hi):
-        allowed = f">= {lo}" + (f" and < {hi}" if hi is not None else "")
-        raise ConfigError(f"{where} must be a finite number {allowed}, got {value!r}")
-    return float(value)
-
-
-def normalize_optimizer(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate an optimizer config and fill in every default.
-
-    The result is explicit (``{"type": "sgd", "momentum": 0.9, "dampening": 0.0, ...}``), so two
-    configs that train identically have the same canonical JSON, hence the same trial key.
-    ``lr`` is refused: the learning rate always comes from the schedule.
-    """
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"optimizer must be a dict with a 'type' key, got {config!r}")
-    kind = config.get("type")
-    if kind not in OPTIMIZER_DEFAULTS:
-        raise unknown_name_error("optimizer.type", kind, OPTIMIZER_DEFAULTS)
-    allowed = OPTIMIZER_DEFAULTS[kind]
-    out: dict[str, Any] = {"type": kind}
-    for key, value in config.items():
-        if key == "type":
-            continue
-        if key == "lr":
-            raise ConfigError(
-                "optimizer.lr is not allowed: the learning rate comes from the schedule"
-            )
-        if key not in allowed:
-            raise unknown_name_error(f"optimizer key for {kind!r}", key, allowed)
-        out[key] = value
-    for key, default in allowed.items():
-        out.setdefault(key, copy.deepcopy(default))
-    for key in ("nesterov", "amsgrad"):
-        if key in out and not isinstance(out[key], bool):
-            raise ConfigError(f"optimizer.{key} must be true or false, got {out[key]!r}")
-    for key in ("weight_decay", "dampening"):
-        if key in out:
-            out[key] = _real(out[key], f"optimizer.{key}")
-    if "momentum" in out:
-        out["momentum"] = _real(out["momentum"], "optimizer.momentum", hi=1.0)
-    if "eps" in out:
-        out["eps"] = _real(out["eps"], "optimizer.eps")
-    if "betas" in out:
-        betas = out["betas"]
-        if not isinstance(betas, list | tuple) or len(betas) != 2:
-            raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {betas!r}")
-        out["betas"] = [_real(b, "optimizer.betas", hi=1.0) for b in betas]
-    if kind == "sgd" and out["nesterov"] and (out["momentum"] <= 0 or out["dampening"] != 0):
-        raise ConfigError("optimizer.nesterov needs momentum > 0 and dampening 0")
-    return out
 
 
 def make_optimizer(params, config: Mapping[str, Any]) -> torch.optim.Optimizer:
@@ -131,182 +86,6 @@ def make_optimizer(params, config: Mapping[str, Any]) -> torch.optim.Optimizer:
         kwargs["betas"] = tuple(kwargs["betas"])
     cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     return cls[config["type"]](params, lr=0.0, **kwargs)
-
-
-# --------------------------------------------------------------------------------------------
-# The trial spec
-
-
-def _json_copy(value: Any, where: str) -> Any:
-    """A deep, JSON-normalised copy (tuples become lists): what is hashed is what is stored."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where} must be plain JSON data (no NaN/inf): {exc}") from None
-
-
-def _int(value: Any, where: str, lo: int, hi: int | None = None) -> int:
-    ok = (
-        isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
-    )
-    if not ok or value < lo or (hi is not None and value >= hi):
-        rng = f">= {lo}" + (f" and < {hi}" if hi is not None else "")
-        raise ConfigError(f"{where} must be an integer {rng}, got {value!r}")
-    return int(value)
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything that determines one training run.
-
-    ``schedule`` is a schedule or policy config dict for :func:`lrlab.from_config` (a
-    :class:`~lrlab.schedules.Schedule` object is accepted and stored as its config). Its time
-    unit is iterations when ``lr_interval == "step"`` and epochs when ``"epoch"``.
-    The constructor validates every field (unknown task / model / optimizer keys, a model that
-    does not fit the task) so that a bad study fails before its first trial runs.
-    """
-
-    task: str
-    model: str
-    schedule: dict
-    epochs: int
-    batch_size: int
-    seed: int
-    optimizer: dict = field(default_factory=_default_optimizer)
-    lr_interval: str = "step"
-    data_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        from lrlab.lab.models import check_model
-        from lrlab.lab.tasks import task_info
-
-        info = task_info(self.task)
-        check_model(self.model, info)
-        schedule = self.schedule
-        if hasattr(schedule, "to_config"):
-            schedule = schedule.to_config()
-        if not isinstance(schedule, Mapping) or "type" not in schedule:
-            raise ConfigError(f"schedule must be a config dict with a 'type' key, got {schedule!r}")
-        _set = object.__setattr__
-        _set(self, "schedule", _json_copy(dict(schedule), "schedule"))
-        _set(self, "epochs", _int(self.epochs, "epochs", 1))
-        _set(self, "batch_size", _int(self.batch_size, "batch_size", 1))
-        _set(self, "seed", _int(self.seed, "seed", 0, 2**63))
-        _set(self, "optimizer", normalize_optimizer(self.optimizer))
-        if self.lr_interval not in LR_INTERVALS:
-            raise unknown_name_error("lr_interval", self.lr_interval, LR_INTERVALS)
-        if self.data_dir is not None:
-            if not isinstance(self.data_dir, str | Path):
-                raise ConfigError(f"data_dir must be a path or null, got {self.data_dir!r}")
-            _set(self, "data_dir", str(self.data_dir))
-
-    def __hash__(self) -> int:  # the dict fields are unhashable; the key identifies the trial
-        return hash(self.key())
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain JSON-able dict of every field (defaults included)."""
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
-        """The inverse of :meth:`to_dict`; unknown or missing keys are a ConfigError."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"a trial spec must be a dict, got {type(d).__name__}")
-        names = [f.name for f in fields(cls)]
-        for key in d:
-            if key not in names:
-                raise unknown_name_error("trial spec key", key, names)
-        required = [
-            f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
-        ]
-        missing = [k for k in required if k not in d]
-        if missing:
-            raise ConfigError(
-                f"trial spec: missing required key(s) {', '.join(map(repr, missing))}"
-            )
-        return cls(**dict(d))
-
-    def canonical_json(self) -> str:
-        """The JSON the key hashes: sorted keys, no spaces, without ``data_dir`` (where the files
-        are does not change what is computed), plus :data:`TRAINER_VERSION`."""
-        d = self.to_dict()
-        d.pop("data_dir")
-        d["trainer_version"] = TRAINER_VERSION
-        return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-    def key(self) -> str:
-        """A stable 16-hex-digit id of this trial (SHA-256 of :meth:`canonical_json`)."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class EpochRecord:
-    """One epoch. ``epoch`` counts from 1 (the record after the first epoch of training).
-
-    ``train_loss`` / ``train_acc`` average the epoch's mini-batches (while the model changes, in
-    train mode); ``val_*`` / ``test_*`` are one evaluation after the epoch (eval mode).
-    Accuracies are fractions in [0, 1]. ``lr`` is the mean of the learning rates the optimizer
-    actually used at the epoch's steps, ``lr_min`` / ``lr_max`` their range. ``seconds`` is the
-    epoch's training plus evaluation time.
-    """
-
-    epoch: int
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    test_loss: float
-    test_acc: float
-    lr: float
-    lr_min: float
-    lr_max: float
-    seconds: float
-
-
-@dataclass
-class TrialResult:
-    """The outcome of :func:`train_trial`.
-
-    ``best_epoch`` is the epoch (from 1) with the lowest finite validation loss and
-    ``best_test_acc`` the test accuracy there; when no epoch had a finite validation loss they
-    are 0, ``inf`` and ``nan``. ``final_test_acc`` is the last epoch's (also of a diverged trial).
-    ``best_state`` (the best epoch's weights, on the CPU) is only filled when
-    ``train_trial(..., keep_best_state=True)``; it is left out of :meth:`to_dict`.
-    """
-
-    spec: TrialSpec
-    epochs: list[EpochRecord]
-    diverged: bool
-    best_epoch: int
-    best_val_loss: float
-    best_test_acc: float
-    final_test_acc: float
-    wall_time: float
-    best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict (spec as its dict, epochs as dicts, no weights)."""
-        return {
-            "spec": self.spec.to_dict(),
-            "epochs": [asdict(e) for e in self.epochs],
-            "diverged": self.diverged,
-            "best_epoch": self.best_epoch,
-            "best_val_loss": self.best_val_loss,
-            "best_test_acc": self.best_test_acc,
-            "final_test_acc": self.final_test_acc,
-            "wall_time": self.wall_time,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrialResult:
-        d = dict(d)
-        d["spec"] = TrialSpec.from_dict(d["spec"])
-        d["epochs"] = [EpochRecord(**e) for e in d["epochs"]]
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,8 +306,9 @@ def train_trial(
     per epoch and agreed on by ``all_reduce``, so every rank stops at the same epoch. Every rank
     returns the same records (``seconds`` and ``wall_time`` are its own) and calls ``on_epoch``.
     """
-    from lrlab.lab.models import build_model
-    from lrlab.lab.tasks import load_task
+    from lrlab.lab.contract import is_code_ref
+    from lrlab.lab.models import build_any_model
+    from lrlab.lab.tasks import load_any_task
     from lrlab.schedules import from_config
     from lrlab.torch import Scheduler
 
@@ -539,8 +319,10 @@ def train_trial(
         dev = torch.device("cuda", torch.cuda.current_device())
     with _trial_environment(dev, threads):
         if task is None:
-            task = load_task(spec.task, data_dir=spec.data_dir, device=dev)
-        elif task.name != spec.task:
+            task = load_any_task(
+                spec.task or "", data_dir=spec.data_dir, code_dir=spec.code_dir, device=dev
+            )
+        elif task.name != spec.task and not is_code_ref(spec.task):
             raise ConfigError(
                 f"task: the spec says {spec.task!r} but the task given is {task.name!r}"
             )
@@ -550,7 +332,7 @@ def train_trial(
         schedule = from_config(spec.schedule)
 
         torch.manual_seed(spec.seed)
-        model = build_model(spec.model, task).to(dev)
+        model = build_any_model(spec.model or "", task, code_dir=spec.code_dir).to(dev)
         net = model if world == 1 else _data_parallel(model, dev)
         optimizer = make_optimizer(model.parameters(), spec.optimizer)
         sched = Scheduler(optimizer, schedule)
