@@ -121,3 +121,110 @@ def test_tiny_study_through_the_cli_then_resume(tmp_path, monkeypatch, capsys):
         trials = store.study_trials("tiny")
         assert len(trials) == 6 and set(store.attempts().values()) == {1}
         assert all(first[t.key] == t.final["test_acc"] for t in trials if t.key in first)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--device", "tpu"], "--device must be one of auto, cpu, cuda, cuda:N, mps, got 'tpu'"),
+        (["--out", "afile"], "--out afile is a file, not a folder"),
+        (["--db", "adir"], "--db adir is a folder, not a database file"),
+        (["--set", "oops"], "--set must be NAME=VALUE"),
+    ],
+)
+def test_options_are_checked_before_any_work(tmp_path, monkeypatch, capsys, args, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    assert main(["compare", "tiny.toml", *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err
+    assert not (tmp_path / "lrlab-out").exists()
+
+
+def test_cuda_without_cuda_is_one_line(tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    assert main(["compare", "tiny.toml", "--device", "cuda"]) == 2
+    assert "--device cuda: CUDA is not available here (use --device cpu)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('name = "tiny"', 'name = ".."'), "name must be letters, digits"),
+        (('name = "tiny"', 'name = "."'), "name must be letters, digits"),
+        (("seeds = 2", "seeds = 100000000"), "seeds must be a count from 1 to 10000"),
+        (("epochs = 2", "epochs = 2.0"), None),  # an integral float is an integer, as in TrialSpec
+        (('"${total_steps}"', '"${' + "9" * 400 + ' * total_steps}"'), "is too large"),
+        (('"${total_steps}"', '"${2**20 * 2**20 * total_steps}"'), "may only use numbers"),
+        (('"${total_steps}"', '"${1048576 * 1048576 * 1048576}"'), "beyond 2**53"),
+        (('"${total_steps}"', '"${' + "+".join(["1"] * 3000) + '}"'), "longer than 500"),
+        (('"${total_steps}"', '"${' + "(" * 300 + "1" + ")" * 300 + '}"'), "longer than 500"),
+        (('"${total_steps}"', '"${' + "9" * 400 + '}"'), "is too large"),
+    ],
+)
+def test_hostile_study_values_are_one_line(tmp_path, monkeypatch, capsys, change, expected):
+    monkeypatch.chdir(tmp_path)
+    assert change[0] in TINY
+    (tmp_path / "tiny.toml").write_text(TINY.replace(*change))
+    if expected is None:
+        from lrlab.lab.study import load_study
+
+        assert load_study(tmp_path / "tiny.toml").epochs == 2
+        return
+    assert main(["compare", "tiny.toml"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err
+
+
+def test_a_json_study_is_told_studies_are_toml(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study.json").write_text('{"task": "digits"}')
+    assert main(["compare", "study.json"]) == 2
+    assert "studies are TOML files (.toml), not JSON" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_writing_the_report_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import lrlab.atomic
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY.replace("seeds = 2", "seeds = 1"))
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(lrlab.atomic, "atomic_write", full)
+    assert main(["compare", "tiny.toml", "--workers", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "No space left on device" in err[-1] and "Traceback" not in "".join(err)
+
+
+FAILING_TRIAL = """
+def train(trial):
+    if trial.seed == 1:
+        raise ValueError("seed 1 is cursed")
+    trial.report(1, val_loss=0.5)
+"""
+
+
+def test_a_failing_user_trial_sets_the_exit_status_and_the_report_shows_it(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "failing.py").write_text(FAILING_TRIAL)
+    (tmp_path / "s.toml").write_text(
+        'trial = "failing:train"\nobjective = "val_loss"\nmode = "min"\nseeds = 2\n'
+        '[schedules.a]\ntype = "constant"\nlr = 0.1\n'
+    )
+    assert main(["compare", "s.toml", "--workers", "0", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "1 trial(s) failed" in err
+    report = (tmp_path / "lrlab-out" / "s" / "report.md").read_text()
+    assert "ValueError: seed 1 is cursed" in report

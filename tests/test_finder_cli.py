@@ -102,3 +102,60 @@ def test_find_argparse_rejects_bad_numbers(cache, capsys):
         main(["find", "--steps", "5"])
     assert exc.value.code == 2
     assert "--steps" in capsys.readouterr().err
+
+
+USER_CODE = """
+import numpy as np
+import torch
+from lrlab.lab import make_task
+
+def load():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64")
+    return make_task("toy", x[:240], y[:240], x[240:], y[240:], 2)
+
+class Net(torch.nn.Module):
+    def __init__(self, task):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(task.input_shape[0], 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)
+        )
+
+    def forward(self, x):
+        return self.body(x)
+"""
+
+
+def test_find_on_the_users_own_task_and_model(cache, capsys, monkeypatch):
+    (cache / "mycode.py").write_text(USER_CODE)
+    monkeypatch.chdir(cache)  # user modules are imported from the current folder
+    rc = main(
+        ["find", "--task", "mycode:load", "--model", "mycode:Net", "--steps", "30"]
+        + ["--repeats", "1", "--batch-size", "32", "--out", str(cache / "o"), "--no-progress"]
+    )
+    captured = capsys.readouterr()
+    assert rc in (0, 2), captured.err  # 2: the curve had no usable bounds (said in one line)
+    data = json.loads((cache / "o" / "range_test.json").read_text())
+    assert data["config"]["lab"]["task"] == "mycode:load"
+    assert data["config"]["lab"]["model"] == "mycode:Net" and len(data["points"]) >= 10
+    assert (cache / "o" / "range_test.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--task", "mycode:nope"], "task: 'mycode' has no attribute 'nope'"),
+        (["--task", "nomodule:load"], "task: cannot import 'nomodule'"),
+        (
+            ["--task", "mycode:load", "--model", "mycode:load"],
+            "model: mycode:load() must take the task",
+        ),
+    ],
+)
+def test_find_bad_user_code_is_one_line(cache, capsys, monkeypatch, argv, needle):
+    (cache / "mycode.py").write_text(USER_CODE)
+    monkeypatch.chdir(cache)
+    rc = main(["find", "--steps", "20", "--out", str(cache / "o"), "--no-progress", *argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and needle in err

@@ -73,12 +73,13 @@ def test_sweep_on_ray_fills_the_store_and_resumes(ray_executor, study, tmp_path)
         # a rerun trains nothing: every trial is finished in the store
         again = run_sweep(study, store, executor=ray_executor, progress=False)
         assert (again.skipped, again.ran) == (4, 0)
-        ray_results = {t.key: (t.best_val_loss, t.final_test_acc) for t in trials}
+        ray_results = {t.key: (t.final["best_val_loss"], t.final["test_acc"]) for t in trials}
     # the same trials run inline in this process give the same numbers
     with Store(tmp_path / "inline.sqlite") as store:
         run_sweep(study, store, executor=InlineExecutor(), progress=False)
         inline = {
-            t.key: (t.best_val_loss, t.final_test_acc) for t in store.study_trials(study.name)
+            t.key: (t.final["best_val_loss"], t.final["test_acc"])
+            for t in store.study_trials(study.name)
         }
     assert inline == ray_results
 

@@ -1,8 +1,8 @@
 """One lab trial under ``torchrun``: two gloo ranks on the CPU train it data-parallel.
 
 ``torchrun --standalone --nproc-per-node 2 -m lrlab.lab.torchrun_trial --spec spec.json`` runs in
-its own session (killed as a group on timeout). The hidden ``--dump-params DIR`` flag makes every
-rank write its result and a checksum of the weights ``train_trial`` returns, to compare ranks.
+its own session (killed as a group on timeout), through a small wrapper script (``DUMPER``) that
+makes every rank also write its result and a checksum of its best weights, to compare ranks.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import lrlab
-from lrlab.lab.trainer import TrialSpec, steps_per_epoch, train_trial
+import lrlab  # noqa: E402
+from lrlab.lab.trainer import TrialSpec, steps_per_epoch, train_trial  # noqa: E402
 
 # digits: 1,293 training samples = 19 * 68 + 1, so the last global batch holds one sample and
 # rank 1's shard of it is empty (the gradient must still be the global batch's mean)
@@ -58,6 +58,39 @@ def _launch(args, *, cwd, timeout=120):
     return proc.returncode, out, err
 
 
+DUMPER = """
+import hashlib, json, sys
+from pathlib import Path
+
+import lrlab.lab.trainer as trainer
+from lrlab.lab import torchrun_trial
+
+real_train_trial = trainer.train_trial
+
+
+def checksum(state):
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def dumping_train_trial(spec, **kwargs):
+    result = real_train_trial(spec, keep_best_state=True, **kwargs)
+    rank, world = trainer.rank_and_world()
+    Path("dump").mkdir(exist_ok=True)
+    dump = {"rank": rank, "world": world, "best_state_sha256": checksum(result.best_state),
+            "result": result.to_dict()}
+    Path(f"dump/rank{rank}.json").write_text(json.dumps(dump))
+    return result
+
+
+trainer.train_trial = dumping_train_trial  # torchrun_trial.run looks it up when it runs
+sys.exit(torchrun_trial.main())
+"""
+
+
 def _torchrun_trial(spec: dict, tmp_path: Path):
     """The documented command on two ranks; returns (result dict, [rank 0 dump, rank 1 dump])."""
     import torch.distributed as dist
@@ -65,6 +98,7 @@ def _torchrun_trial(spec: dict, tmp_path: Path):
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("this torch build has no gloo backend")
     (tmp_path / "spec.json").write_text(json.dumps(spec))
+    (tmp_path / "dumper.py").write_text(DUMPER)
     code, out, err = _launch(
         [
             "-m",
@@ -72,16 +106,13 @@ def _torchrun_trial(spec: dict, tmp_path: Path):
             "--standalone",
             "--nproc-per-node",
             "2",
-            "-m",
-            "lrlab.lab.torchrun_trial",
+            "dumper.py",
             "--spec",
             "spec.json",
             "--out",
             "result.json",
             "--device",
             "cpu",
-            "--dump-params",
-            "dump",
         ],
         cwd=tmp_path,
     )

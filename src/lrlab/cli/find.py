@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from lrlab.atomic import atomic_write_text
 from lrlab.cli.args import int_at_least, positive_float
 from lrlab.errors import ConfigError
+from lrlab.lab.contract import DEFAULT_OPTIMIZER
 
 SIGNALS = ("auto", "val_acc", "train_acc", "val_loss", "loss")
 
@@ -29,11 +31,21 @@ def register(subparsers) -> None:
             "spread. Writes JSON and a plot; prints a cyclic config ready for a study."
         ),
     )
-    p.add_argument("--task", default="mnist1d", help="built-in task (default: %(default)s)")
-    p.add_argument("--model", default="mlp", help="built-in model (default: %(default)s)")
+    p.add_argument(
+        "--task",
+        default="mnist1d",
+        help="built-in task, or 'module:function' returning a lrlab.lab.Task, imported from "
+        "sys.path and the current folder (default: %(default)s)",
+    )
+    p.add_argument(
+        "--model",
+        default="mlp",
+        help="built-in model, or 'module:attribute' called with the task, returning an "
+        "nn.Module (default: %(default)s)",
+    )
     p.add_argument(
         "--optimizer",
-        default='{"type": "sgd", "momentum": 0.9, "weight_decay": 5e-4}',
+        default=json.dumps(DEFAULT_OPTIMIZER),
         metavar="JSON",
         help="optimizer config as in a study (default: %(default)s)",
     )
@@ -182,43 +194,41 @@ def _parse_optimizer(text: str) -> dict:
     return cfg
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-    from rich.console import Console
-    from rich.table import Table
+def _load_inputs(args: argparse.Namespace):
+    """``(task, optimizer config, device, code folder)``, everything cheap validated first."""
+    from lrlab.lab.contract import is_code_ref
+    from lrlab.lab.models import check_model
+    from lrlab.lab.tasks import load_any_task, task_info
+    from lrlab.lab.trainer import normalize_optimizer, resolve_device
 
-    from lrlab.finder import range_test
-    from lrlab.lab.models import build_model, check_model
-    from lrlab.lab.tasks import load_task, task_info
-    from lrlab.lab.trainer import (
-        make_optimizer,
-        normalize_optimizer,
-        resolve_device,
-        steps_per_epoch,
-    )
-
-    console = Console()
-    err = Console(stderr=True)
-    # validate everything cheap before loading data or training
-    info = task_info(args.task)
-    check_model(args.model, info)
+    code_dir = os.getcwd()  # user code: like `python -m`, the current folder is searched
+    if not is_code_ref(args.task):
+        info = task_info(args.task)
+        if not is_code_ref(args.model):
+            check_model(args.model, info)
     opt_cfg = normalize_optimizer(_parse_optimizer(args.optimizer))
     if not args.start_lr < args.end_lr:
         raise ConfigError(f"--start-lr must be < --end-lr, got {args.start_lr} >= {args.end_lr}")
     device = resolve_device(args.device)
+    task = load_any_task(args.task, data_dir=args.data_dir, code_dir=code_dir, device=device)
+    if is_code_ref(args.task) and not is_code_ref(args.model):
+        check_model(args.model, task)
+    return task, opt_cfg, device, code_dir
 
-    task = load_task(args.task, data_dir=args.data_dir, device=device)
-    n_train = len(task.y_train)
-    per_epoch = steps_per_epoch(n_train, args.batch_size)
-    steps = args.steps if args.steps is not None else max(100, int(round(args.epochs * per_epoch)))
-    step_size_up = args.step_size_up or max(1, int(round(args.step_size_epochs * per_epoch)))
 
+def _range_test(args: argparse.Namespace, inputs, steps: int, per_epoch: int, progress: bool):
+    import torch
+
+    from lrlab.finder import range_test
+    from lrlab.lab.models import build_any_model
+    from lrlab.lab.trainer import make_optimizer
+
+    task, opt_cfg, device, code_dir = inputs
     torch.manual_seed(args.seed)
-    model = build_model(args.model, task).to(device)
-    optimizer = make_optimizer(model.parameters(), opt_cfg)
+    model = build_any_model(args.model, task, code_dir=code_dir).to(device)
     result = range_test(
         model,
-        optimizer,
+        make_optimizer(model.parameters(), opt_cfg),
         torch.nn.CrossEntropyLoss(),
         (task.x_train, task.y_train),
         val_data=(task.x_val, task.y_val),
@@ -233,22 +243,17 @@ def run(args: argparse.Namespace) -> int:
         val_samples=args.val_samples,
         diverge_factor=args.diverge_factor,
         device=device,
-        progress=not args.no_progress and console.is_terminal,
+        progress=progress,
     )
+    lab = {"task": args.task, "model": args.model, "optimizer": opt_cfg}
     for run_result in result.runs:
-        run_result.config["lab"] = {
-            "task": args.task,
-            "model": args.model,
-            "optimizer": opt_cfg,
-            "steps_per_epoch": per_epoch,
-        }
-    sug = result.suggest(signal=args.signal)
+        run_result.config["lab"] = {**lab, "steps_per_epoch": per_epoch}
+    return result
 
-    title = (
-        f"LR range test: {args.task} / {args.model}, {args.mode} {args.start_lr:g}..{args.end_lr:g}, "
-        f"{steps} steps x {len(result.runs)} run(s), stopped: "
-        + ", ".join(sorted({r.stop_reason for r in result.runs}))
-    )
+
+def _bounds_table(sug, title: str):
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     table.add_column("bound", no_wrap=True)
     table.add_column("lr", justify="right")
@@ -261,27 +266,29 @@ def run(args: argparse.Namespace) -> int:
         iqr = f"{s.q25:.3g} .. {s.q75:.3g}" if s is not None and s.n > 1 else "-"
         fac = f"{10**s.log10_iqr:.2f} ({s.method}, n={s.n})" if s is not None and s.n > 1 else "-"
         table.add_row(key, "n/a" if v is None else f"{v:.4g}", iqr, fac, sug.reasons.get(key, ""))
-    console.print(table)
-    console.print(f"read from: {sug.signal}")
-    for d in sug.diagnostics:
-        err.print(f"[yellow]warning[/yellow] ({d.code}): {d.message}")
+    return table
 
+
+def _write_files(args: argparse.Namespace, result, sug, title: str, console) -> None:
     json_path = args.json or args.out / "range_test.json"
     result.to_json(json_path, suggestion=sug)
     console.print(f"wrote {json_path}")
-    if not args.no_plot:
-        plot_path = args.plot or args.out / "range_test.png"
-        result.plot(
-            plot_path,
-            suggestion=sug if sug.ok else None,
-            title=f"{title}\nbase_lr={sug.base_lr if sug.base_lr is None else f'{sug.base_lr:.3g}'}, "
-            f"max_lr={sug.max_lr if sug.max_lr is None else f'{sug.max_lr:.3g}'}",
-        )
-        console.print(f"wrote {plot_path}")
-    if not sug.ok:
-        raise ConfigError("no usable bounds: " + "; ".join(d.message for d in sug.diagnostics))
+    if args.no_plot:
+        return
+    plot_path = args.plot or args.out / "range_test.png"
+    base = "None" if sug.base_lr is None else f"{sug.base_lr:.3g}"
+    top = "None" if sug.max_lr is None else f"{sug.max_lr:.3g}"
+    result.plot(
+        plot_path,
+        suggestion=sug if sug.ok else None,
+        title=f"{title}\nbase_lr={base}, max_lr={top}",
+    )
+    console.print(f"wrote {plot_path}")
+
+
+def _print_config(args: argparse.Namespace, sug, per_epoch: int, console) -> None:
+    step_size_up = args.step_size_up or max(1, int(round(args.step_size_epochs * per_epoch)))
     cfg = sug.to_cyclic_config(step_size_up=step_size_up, mode=args.cycle_mode)
-    text = json.dumps(cfg)
     if args.config_out is not None:
         atomic_write_text(args.config_out, json.dumps(cfg, indent=2) + "\n")
         console.print(f"wrote {args.config_out}")
@@ -289,5 +296,32 @@ def run(args: argparse.Namespace) -> int:
         f"cyclic config (step_size_up = {step_size_up} iterations = "
         f"{step_size_up / per_epoch:.3g} epochs of batch {args.batch_size}):"
     )
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    console.print(json.dumps(cfg), markup=False, highlight=False, soft_wrap=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from lrlab.lab.trainer import steps_per_epoch
+
+    console, err = Console(), Console(stderr=True)
+    inputs = _load_inputs(args)
+    per_epoch = steps_per_epoch(len(inputs[0].y_train), args.batch_size)
+    steps = args.steps if args.steps is not None else max(100, int(round(args.epochs * per_epoch)))
+    progress = not args.no_progress and console.is_terminal
+    result = _range_test(args, inputs, steps, per_epoch, progress)
+    sug = result.suggest(signal=args.signal)
+    title = (
+        f"LR range test: {args.task} / {args.model}, {args.mode} {args.start_lr:g}..{args.end_lr:g}, "
+        f"{steps} steps x {len(result.runs)} run(s), stopped: "
+        + ", ".join(sorted({r.stop_reason for r in result.runs}))
+    )
+    console.print(_bounds_table(sug, title))
+    console.print(f"read from: {sug.signal}")
+    for d in sug.diagnostics:
+        err.print(f"[yellow]warning[/yellow] ({d.code}): {d.message}")
+    _write_files(args, result, sug, title, console)
+    if not sug.ok:
+        raise ConfigError("no usable bounds: " + "; ".join(d.message for d in sug.diagnostics))
+    _print_config(args, sug, per_epoch, console)
     return 0

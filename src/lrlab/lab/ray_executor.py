@@ -10,8 +10,11 @@ failed outcome, which the next sweep retries; a task past the time limit is canc
 There are no epoch ticks from Ray tasks: the progress bar advances per finished trial.
 
 User code (``trial = ...``, ``task``/``model = "module:attribute"``) reaches the workers through
-Ray's runtime environment: the study's folder is shipped as ``working_dir`` (on a local instance
-the folder is also on the workers' ``sys.path`` by its absolute path).
+Ray's runtime environment: when this executor starts Ray (a local instance or ``ray.init``
+with an address), the study's folder is the job's ``working_dir`` (results and caches excluded:
+:data:`SHIPPING_EXCLUDES`), which Ray copies to every node and puts on the workers' path. Ray
+ships folders only when the job starts, so if Ray was already initialised by someone else, the
+workers import user code from the study folder's absolute path (which works on one machine).
 
 ``ray`` is imported on first use; ``pip install 'lrlab[integrations]'`` installs it. On a cluster,
 every node needs lrlab (and the dataset files a study reads) installed at the same paths.
@@ -31,6 +34,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lrlab.errors import ConfigError, LrlabError, one_line
+from lrlab.lab.contract import is_code_ref
 from lrlab.lab.sweep import (
     EXECUTORS,
     Outcome,
@@ -41,6 +45,16 @@ from lrlab.lab.sweep import (
 
 __all__ = ["RayExecutor", "make_ray_executor"]
 
+#: What is not shipped with a study folder (results, reports, caches).
+SHIPPING_EXCLUDES = (
+    "*.sqlite",
+    "*.sqlite-wal",
+    "*.sqlite-shm",
+    "lrlab-out/",
+    "__pycache__/",
+    ".git/",
+)
+
 
 def _import_ray():
     try:
@@ -50,6 +64,15 @@ def _import_ray():
             "the ray executor needs Ray: pip install 'lrlab[integrations]' (or pip install ray)"
         ) from None
     return ray
+
+
+def _runtime_env(spec: Any) -> dict | None:
+    """The study folder as the job's ``working_dir`` when the trial runs user code."""
+    if spec is None or not spec.code_dir:
+        return None
+    if spec.trial is None and not is_code_ref(spec.task) and not is_code_ref(spec.model):
+        return None
+    return {"working_dir": spec.code_dir, "excludes": list(SHIPPING_EXCLUDES)}
 
 
 class RayExecutor:
@@ -100,7 +123,7 @@ class RayExecutor:
         self._in_flight: dict[Any, Any] = {}  # ObjectRef -> (unit, started)
 
     # ------------------------------------------------------------------ Ray set-up
-    def _connect(self, code_dir: str | None):
+    def _connect(self, first: Any = None):
         ray = _import_ray()
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
@@ -115,8 +138,9 @@ class RayExecutor:
                 if cpus is None:
                     cpus = (self.workers or default_workers()) * (self.threads or 1)
                 kwargs["num_cpus"] = int(cpus)
-            if code_dir is not None:
-                kwargs["runtime_env"] = {"working_dir": code_dir}
+            env = _runtime_env(first)
+            if env is not None:
+                kwargs["runtime_env"] = env
             kwargs.update(self.init_kwargs)
             try:
                 ray.init(**kwargs)
@@ -132,12 +156,14 @@ class RayExecutor:
                 cpus = int(ray.cluster_resources().get("CPU", 1))
                 self.workers = max(1, cpus // (self.threads or 1))
         if self._remote is None:
-            self._remote = ray.remote(execute_unit).options(
-                num_cpus=self.threads or 1,
-                num_gpus=self.num_gpus,
-                max_retries=self.max_retries,
-                name="lrlab-trial",
-            )
+            self._options = {
+                "num_cpus": self.threads or 1,
+                "num_gpus": self.num_gpus,
+                "max_retries": self.max_retries,
+                "name": "lrlab-trial",
+            }
+            self._base = ray.remote(execute_unit)
+            self._remote = self._base.options(**self._options)
         return ray
 
     # ------------------------------------------------------------------ the Executor protocol
@@ -146,9 +172,9 @@ class RayExecutor:
         first = next(pending, None)
         if first is None:
             return
-        ray = self._connect(getattr(first[0], "code_dir", None))
+        ray = self._connect(first[0])
         in_flight = self._in_flight  # ref -> (unit, started)
-        queue: list[list] = [first]
+        queue = [first]
         try:
             while True:
                 while len(in_flight) < (self.workers or 1):

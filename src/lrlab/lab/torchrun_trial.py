@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import os
 import sys
@@ -42,8 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: CUDA when available (nccl, GPU = LOCAL_RANK), else CPU (gloo)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per rank")
-    # for the tests: every rank writes DIR/rank<r>.json with its result and a weights checksum
-    parser.add_argument("--dump-params", metavar="DIR", help=argparse.SUPPRESS)
     return parser
 
 
@@ -55,17 +52,6 @@ def read_spec(path: str):
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--spec {path}: not valid JSON: {exc}") from None
     return TrialSpec.from_dict(data)
-
-
-def _checksum(state) -> str | None:
-    """SHA-256 over the tensors of a state dict, in key order (None for no state)."""
-    if state is None:
-        return None
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,21 +77,7 @@ def run(args: argparse.Namespace) -> int:
         dist.init_process_group("nccl" if use_cuda else "gloo")
     try:
         rank, world = rank_and_world()
-        result = train_trial(
-            spec, device=device, threads=args.threads, keep_best_state=bool(args.dump_params)
-        )
-        if args.dump_params:
-            atomic_write_text(
-                Path(args.dump_params) / f"rank{rank}.json",
-                json.dumps(
-                    {
-                        "rank": rank,
-                        "world": world,
-                        "best_state_sha256": _checksum(result.best_state),
-                        "result": result.to_dict(),
-                    }
-                ),
-            )
+        result = train_trial(spec, device=device, threads=args.threads)
         if rank == 0:
             if args.out:
                 atomic_write_text(args.out, json.dumps(result.to_dict(), indent=2) + "\n")

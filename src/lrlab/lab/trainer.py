@@ -102,32 +102,6 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    """Sum a few numbers over all ranks (float64; on the device for nccl, else on the CPU)."""
-    import torch.distributed as dist
-
-    where = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    total = torch.tensor(values, dtype=torch.float64, device=where)
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total.tolist()
-
-
-def _broadcast_buffers(model: torch.nn.Module) -> None:
-    import torch.distributed as dist
-
-    for buffer in model.buffers():
-        dist.broadcast(buffer, src=0)
-
-
-def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``model`` wrapped in DistributedDataParallel (CUDA: on this rank's device)."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    if device.type == "cuda":
-        return DistributedDataParallel(model, device_ids=[device.index])
-    return DistributedDataParallel(model)
-
-
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` or ``"auto"``: CUDA when available, else the CPU."""
     if device is None or device == "auto":
@@ -188,10 +162,6 @@ def evaluate(
     return loss.item() / len(y), correct.item() / len(y)
 
 
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
 @dataclass
 class _EpochStats:
     """Running sums of one training epoch (on the device, so CUDA is not synced every step)."""
@@ -211,22 +181,77 @@ class _EpochStats:
         return mean, lo, hi
 
 
+# --------------------------------------------------------------------------------------------
+# Data-parallel training: every difference from a single-process trial is in this class
+
+
+@dataclass(frozen=True)
+class _Ranks:
+    """This process's place in ``torch.distributed`` (``world == 1``: a single process)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> _Ranks:
+        return cls(*rank_and_world())
+
+    def device(self, dev: torch.device) -> torch.device:
+        if self.world > 1 and dev.type == "cuda" and dev.index is None:
+            return torch.device("cuda", torch.cuda.current_device())
+        return dev
+
+    def wrap(self, model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
+        """``model`` itself, or wrapped in DistributedDataParallel (CUDA: on this device)."""
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        if dev.type == "cuda":
+            return DistributedDataParallel(model, device_ids=[dev.index])
+        return DistributedDataParallel(model)
+
+    def batch_loss(self, net, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor):
+        """``(loss to backpropagate, summed loss, logits, labels)`` of this rank's share of the
+        global batch ``idx`` (``idx[rank::world]``)."""
+        if self.world == 1:
+            logits = net(x[idx])
+            loss = F.cross_entropy(logits, y[idx])
+            return loss, loss.detach().double() * len(idx), logits, y[idx]
+        shard = idx[self.rank :: self.world]
+        logits = net(x[shard])
+        loss_sum = F.cross_entropy(logits, y[shard], reduction="sum")
+        # DDP averages gradients over ranks, so scale this shard's summed loss by world / batch:
+        # the gradient of the global batch's mean loss, also when shards differ in size or one
+        # is empty (the last batch)
+        return loss_sum * (self.world / len(idx)), loss_sum.detach().double(), logits, y[shard]
+
+    def after_epoch(self, model: torch.nn.Module) -> None:
+        """BatchNorm running statistics: rank 0's, as DDP's next forward would use."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
+
+    def reduce(self, sums: list[float], dev: torch.device) -> list[float]:
+        """Sum a few numbers over all ranks (float64; on the device for nccl, else the CPU)."""
+        if self.world == 1:
+            return sums
+        import torch.distributed as dist
+
+        where = dev if dist.get_backend() == "nccl" else torch.device("cpu")
+        total = torch.tensor(sums, dtype=torch.float64, device=where)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total.tolist()
+
+
 def _train_epoch(
-    model,
-    optimizer,
-    sched,
-    task,
-    order: torch.Generator,
-    spec: TrialSpec,
-    check_each_step: bool,
-    rank: int = 0,
-    world: int = 1,
+    net, optimizer, sched, task, order, spec: TrialSpec, ranks: _Ranks, check_each_step: bool
 ) -> _EpochStats:
     """One pass over the training set in a seeded random order; stops at a non-finite loss.
 
-    With ``world > 1`` (``model`` wrapped in DDP) this rank trains on ``batch[rank::world]`` of
-    every global batch and returns its own sums (the caller reduces them over ranks).
-    """
+    Returns this rank's sums (the caller reduces them over ranks)."""
     device = task.x_train.device
     n = len(task.y_train)
     stats = _EpochStats(
@@ -234,23 +259,10 @@ def _train_epoch(
         correct=torch.zeros((), dtype=torch.int64, device=device),
     )
     perm = torch.randperm(n, generator=order).to(device)
-    model.train()
+    net.train()
     for start in range(0, n, spec.batch_size):
         idx = perm[start : start + spec.batch_size]
-        if world > 1:
-            batch_size, idx = len(idx), idx[rank::world]
-        xb, yb = task.x_train[idx], task.y_train[idx]
-        logits = model(xb)
-        if world == 1:
-            loss = F.cross_entropy(logits, yb)
-            loss_sum = loss.detach().double() * len(idx)
-        else:
-            # DDP averages gradients over ranks, so scale this shard's summed loss by
-            # world / batch_size: the result is the gradient of the global batch's mean loss,
-            # also when the shards differ in size (the last batch) or one is empty
-            loss_sum = F.cross_entropy(logits, yb, reduction="sum")
-            loss = loss_sum * (world / batch_size)
-            loss_sum = loss_sum.detach().double()
+        loss, loss_sum, logits, yb = ranks.batch_loss(net, task.x_train, task.y_train, idx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         stats.lrs.append(float(optimizer.param_groups[0]["lr"]))
@@ -259,15 +271,88 @@ def _train_epoch(
             sched.step()
         stats.loss_sum += loss_sum
         stats.correct += (logits.detach().argmax(1) == yb).sum()
-        stats.seen += len(idx)
+        stats.seen += len(yb)
         if check_each_step and not math.isfinite(loss.item()):
             stats.finite = False
             break
     return stats
 
 
+class _Best:
+    """The best-validation checkpoint (RALR's Algorithm 1): the epoch with the lowest finite
+    validation loss, its test accuracy and, only when asked for, its weights. The weights are
+    copied into one host buffer allocated at the first improvement and reused after (no copy at
+    all unless ``keep_state``)."""
+
+    def __init__(self, keep_state: bool):
+        self.keep_state = keep_state
+        self.epoch, self.val_loss, self.test_acc = 0, math.inf, math.nan
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, record: EpochRecord, model: torch.nn.Module) -> None:
+        if not record.val_loss < self.val_loss:
+            return
+        self.epoch, self.val_loss, self.test_acc = record.epoch, record.val_loss, record.test_acc
+        if not self.keep_state:
+            return
+        with torch.no_grad():
+            current = model.state_dict()
+            if self.state is None:
+                self.state = {k: v.detach().to("cpu", copy=True) for k, v in current.items()}
+            else:
+                for key, value in current.items():
+                    self.state[key].copy_(value)
+
+
+def _epoch(net, model, optimizer, sched, task, order, spec, ranks, check_each_step, epoch):
+    """Train one epoch, evaluate, and return ``(record, diverged)``."""
+    t0 = time.perf_counter()
+    dev = task.x_train.device
+    stats = _train_epoch(net, optimizer, sched, task, order, spec, ranks, check_each_step)
+    ranks.after_epoch(model)
+    lr_mean, lr_min, lr_max = stats.lr_summary()
+    val_loss, val_acc = evaluate(model, task.x_val, task.y_val)
+    test_loss, test_acc = evaluate(model, task.x_test, task.y_test)
+    finite = stats.finite and math.isfinite(stats.loss_sum.item()) and math.isfinite(val_loss)
+    # epoch sums over ranks; a non-finite loss on any rank stops them all
+    loss_sum, correct, seen, bad = ranks.reduce(
+        [stats.loss_sum.item(), stats.correct.item(), stats.seen, float(not finite)], dev
+    )
+    train_loss = loss_sum / max(seen, 1)
+    record = EpochRecord(
+        epoch=epoch,
+        train_loss=train_loss,
+        train_acc=correct / max(seen, 1),
+        val_loss=val_loss,
+        val_acc=val_acc,
+        test_loss=test_loss,
+        test_acc=test_acc,
+        lr=lr_mean,
+        lr_min=lr_min,
+        lr_max=lr_max,
+        seconds=time.perf_counter() - t0,
+    )
+    return record, not (bad == 0 and math.isfinite(train_loss))
+
+
 # --------------------------------------------------------------------------------------------
 # The trial
+
+
+def _trial_task(spec: TrialSpec, task, dev: torch.device):
+    from lrlab.lab.contract import is_code_ref
+    from lrlab.lab.tasks import load_any_task
+
+    if task is None:
+        task = load_any_task(
+            spec.task or "", data_dir=spec.data_dir, code_dir=spec.code_dir, device=dev
+        )
+    elif task.name != spec.task and not is_code_ref(spec.task):
+        raise ConfigError(f"task: the spec says {spec.task!r} but the task given is {task.name!r}")
+    task = task.to(dev)
+    if len(task.y_train) == 0:
+        raise ConfigError(f"task {task.name!r} has an empty training set")
+    return task
 
 
 def train_trial(
@@ -305,98 +390,48 @@ def train_trial(
     numbers); ``sched.step(val_loss)`` averages over ranks anyway. Divergence is checked once
     per epoch and agreed on by ``all_reduce``, so every rank stops at the same epoch. Every rank
     returns the same records (``seconds`` and ``wall_time`` are its own) and calls ``on_epoch``.
+    All of this lives in ``_Ranks``.
     """
-    from lrlab.lab.contract import is_code_ref
     from lrlab.lab.models import build_any_model
-    from lrlab.lab.tasks import load_any_task
     from lrlab.schedules import from_config
     from lrlab.torch import Scheduler
 
     started = time.perf_counter()
-    dev = resolve_device(device)
-    rank, world = rank_and_world()
-    if world > 1 and dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
+    ranks = _Ranks.current()
+    dev = ranks.device(resolve_device(device))
     with _trial_environment(dev, threads):
-        if task is None:
-            task = load_any_task(
-                spec.task or "", data_dir=spec.data_dir, code_dir=spec.code_dir, device=dev
-            )
-        elif task.name != spec.task and not is_code_ref(spec.task):
-            raise ConfigError(
-                f"task: the spec says {spec.task!r} but the task given is {task.name!r}"
-            )
-        task = task.to(dev)
-        if len(task.y_train) == 0:
-            raise ConfigError(f"task {task.name!r} has an empty training set")
+        task = _trial_task(spec, task, dev)
         schedule = from_config(spec.schedule)
-
         torch.manual_seed(spec.seed)
         model = build_any_model(spec.model or "", task, code_dir=spec.code_dir).to(dev)
-        net = model if world == 1 else _data_parallel(model, dev)
+        net = ranks.wrap(model, dev)
         optimizer = make_optimizer(model.parameters(), spec.optimizer)
         sched = Scheduler(optimizer, schedule)
         order = torch.Generator(device="cpu").manual_seed(derive_seed(spec.seed, "batch-order"))
-
+        check_each_step = dev.type == "cpu" and ranks.world == 1  # ranks must stop together
         records: list[EpochRecord] = []
-        best = {"epoch": 0, "val_loss": math.inf, "test_acc": math.nan, "state": None}
-        diverged = False
-        check_each_step = dev.type == "cpu" and world == 1  # ranks must stop together
+        best = _Best(keep_best_state)
         for epoch in range(1, spec.epochs + 1):
-            t0 = time.perf_counter()
-            stats = _train_epoch(
-                net, optimizer, sched, task, order, spec, check_each_step, rank, world
-            )
-            if world > 1:  # BatchNorm running statistics: rank 0's, as DDP's next forward would
-                _broadcast_buffers(model)
-            lr_mean, lr_min, lr_max = stats.lr_summary()
-            loss_sum, correct, seen = stats.loss_sum.item(), stats.correct.item(), stats.seen
-            val_loss, val_acc = evaluate(model, task.x_val, task.y_val)
-            test_loss, test_acc = evaluate(model, task.x_test, task.y_test)
-            finite = stats.finite and math.isfinite(loss_sum) and math.isfinite(val_loss)
-            if world > 1:  # epoch sums over ranks; a non-finite loss on any rank stops them all
-                loss_sum, correct, seen, bad = _all_reduce_sum(
-                    [loss_sum, correct, seen, float(not finite)], dev
-                )
-                finite = bad == 0
-            train_loss = loss_sum / max(seen, 1)
-            train_acc = correct / max(seen, 1)
-            diverged = not (finite and math.isfinite(train_loss))
-            record = EpochRecord(
-                epoch=epoch,
-                train_loss=train_loss,
-                train_acc=train_acc,
-                val_loss=val_loss,
-                val_acc=val_acc,
-                test_loss=test_loss,
-                test_acc=test_acc,
-                lr=lr_mean,
-                lr_min=lr_min,
-                lr_max=lr_max,
-                seconds=time.perf_counter() - t0,
-            )
+            args = (net, model, optimizer, sched, task, order, spec, ranks, check_each_step)
+            record, diverged = _epoch(*args, epoch)
             records.append(record)
-            if not diverged and val_loss < best["val_loss"]:
-                # RALR's Algorithm 1: keep the best-validation weights (host memory, a copy).
-                best.update(
-                    epoch=epoch, val_loss=val_loss, test_acc=test_acc, state=_cpu_state(model)
-                )
+            if not diverged:
+                best.update(record, model)
             if on_epoch is not None:
                 on_epoch(record)
             if diverged:
                 break
-            sched.step(val_loss)  # metric-driven policies decide on this epoch's validation loss
+            sched.step(record.val_loss)  # metric-driven policies decide on this epoch's val loss
             if spec.lr_interval == "epoch":
                 sched.step()
-
     return TrialResult(
         spec=spec,
         epochs=records,
         diverged=diverged,
-        best_epoch=best["epoch"],
-        best_val_loss=best["val_loss"],
-        best_test_acc=best["test_acc"],
+        best_epoch=best.epoch,
+        best_val_loss=best.val_loss,
+        best_test_acc=best.test_acc,
         final_test_acc=records[-1].test_acc,
         wall_time=time.perf_counter() - started,
-        best_state=best["state"] if keep_best_state else None,
+        best_state=best.state,
     )

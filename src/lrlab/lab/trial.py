@@ -4,7 +4,7 @@ A study file may name user code, and only through these explicit ``module:attrib
 ``trial = "mypkg.train:train"`` (the user's function trains), or ``task = "mypkg.data:load"`` and
 ``model = "mypkg.nets:Net"`` (lrlab's trainer trains the user's model on the user's data). A
 schedule config never executes code. Modules are imported from ``sys.path`` plus the study
-file's folder (put first, like a script's folder), in the driver when the study is loaded (so a
+file's folder (searched after sys.path), in the driver when the study is loaded (so a
 missing module, attribute or a wrong signature is one line before anything trains) and again in
 each worker process.
 
@@ -59,9 +59,10 @@ class _Diverged(Exception):
 
 
 def add_code_dir(code_dir: str | None) -> None:
-    """Put ``code_dir`` first on ``sys.path`` (and leave it there: user modules import lazily)."""
+    """Put ``code_dir`` last on ``sys.path`` (and leave it there: user modules import lazily).
+    Last, so that a copy of the folder already on the path (Ray's ``working_dir``) wins."""
     if code_dir and code_dir not in sys.path:
-        sys.path.insert(0, code_dir)
+        sys.path.append(code_dir)
 
 
 def import_ref(ref: Any, where: str, code_dir: str | None = None) -> Any:
