@@ -126,3 +126,18 @@ def test_a_script_needs_the_main_guard(tmp_path, guarded):
         assert proc.returncode != 0
         assert "put the compare(...) call under 'if __name__ == \"__main__\":'" in proc.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_compare_runs_a_study_file_as_the_cli_does(tmp_path, monkeypatch):
+    (tmp_path / "apitrial.py").write_text(MODULE)
+    (tmp_path / "s.toml").write_text(
+        'trial = "apitrial:train"\nobjective = "val_loss"\nmode = "min"\nseeds = 3\n'
+        "[settings]\nepochs = 2\n"
+        '[schedules.high]\ntype = "constant"\nlr = 0.5\n'
+        '[schedules.low]\ntype = "constant"\nlr = 0.1\n'
+    )
+    result = compare(None, tmp_path / "s.toml", out=tmp_path / "out", workers=0)
+    assert result.summary.done == 6  # the file's 3 seeds
+    assert result.verdicts == {"high": "baseline", "low": "better"}
+    with pytest.raises(ConfigError, match="with a study file, name the trial function"):
+        compare(closure_trial(), tmp_path / "s.toml", workers=0)

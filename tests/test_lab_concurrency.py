@@ -24,7 +24,7 @@ SLOW_TRIAL = """
 import os, time
 
 def train(trial):
-    with open(os.environ["LRLAB_EXEC_LOG"], "a") as f:
+    with open(trial.settings["log"], "a") as f:  # (not the environment: see LocalExecutor)
         f.write(f"{trial.schedule_name}-{trial.seed} {os.getpid()}\\n")
     if trial.settings.get("hang") == trial.schedule_name:
         time.sleep(600)
@@ -41,6 +41,7 @@ seeds = {seeds}
 [settings]
 epochs = 2
 sleep = {sleep}
+log = "{log}"
 {extra}
 [schedules.a]
 type = "constant"
@@ -54,14 +55,14 @@ lr = 0.2
 def make_study(tmp_path, seeds=4, sleep=0.2, extra=""):
     (tmp_path / "slowtrial.py").write_text(SLOW_TRIAL)
     path = tmp_path / "study.toml"
-    path.write_text(STUDY.format(seeds=seeds, sleep=sleep, extra=extra))
+    log = tmp_path / "exec.log"
+    path.write_text(STUDY.format(seeds=seeds, sleep=sleep, extra=extra, log=log))
     return path
 
 
-def start(path, out, log, lease="3"):
+def start(path, out, lease="3"):
     env = {
         **os.environ,
-        "LRLAB_EXEC_LOG": str(log),
         "LRLAB_LEASE_SECONDS": lease,
         "PYTHONPATH": os.pathsep.join(sys.path),
     }
@@ -92,7 +93,7 @@ def done_count(db: Path) -> int:
 def test_two_runs_on_one_folder_train_every_trial_exactly_once(tmp_path):
     path = make_study(tmp_path)
     out, log = tmp_path / "out", tmp_path / "exec.log"
-    procs = [start(path, out, log) for _ in range(2)]
+    procs = [start(path, out) for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -109,8 +110,8 @@ def test_two_runs_on_one_folder_train_every_trial_exactly_once(tmp_path):
 def test_a_sigkilled_run_leaves_claims_that_expire_and_the_other_run_completes(tmp_path):
     path = make_study(tmp_path, sleep=0.4)
     out, log = tmp_path / "out", tmp_path / "exec.log"
-    victim = start(path, out, log)
-    survivor = start(path, out, log)
+    victim = start(path, out)
+    survivor = start(path, out)
     try:
         deadline = time.monotonic() + 120
         while done_count(out / "results.sqlite") < 2:
@@ -135,9 +136,8 @@ def test_a_sigkilled_run_leaves_claims_that_expire_and_the_other_run_completes(t
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_a_hanging_trial_is_ended_by_the_time_limit(tmp_path, monkeypatch, workers):
+def test_a_hanging_trial_is_ended_by_the_time_limit(tmp_path, workers):
     path = make_study(tmp_path, seeds=1, sleep=0.01, extra='hang = "b"')
-    monkeypatch.setenv("LRLAB_EXEC_LOG", str(tmp_path / "exec.log"))
     study = load_study(path)
     executor = InlineExecutor() if workers == 0 else LocalExecutor(workers)
     with Store(tmp_path / "r.sqlite") as store:
@@ -153,9 +153,8 @@ def test_a_hanging_trial_is_ended_by_the_time_limit(tmp_path, monkeypatch, worke
     assert by["a"].status == TrialStatus.DONE
 
 
-def test_epoch_ticks_arrive_from_worker_processes(tmp_path, monkeypatch):
+def test_epoch_ticks_arrive_from_worker_processes(tmp_path):
     path = make_study(tmp_path, seeds=1, sleep=0.01)
-    monkeypatch.setenv("LRLAB_EXEC_LOG", str(tmp_path / "exec.log"))
     study = load_study(path)
     ticks, events = [], []
     executor = LocalExecutor(1)

@@ -384,3 +384,80 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(tmp_path):
     for key in before:  # committed before the kill: never run again
         assert executions.count(key) == 1 and attempts[key] == 1
     assert max(executions.count(k) for k in executions) <= 2  # at most the ones in flight re-ran
+
+
+def test_a_subset_of_cells_trains_only_those(tmp_path):
+    from lrlab.lab.sweep import cell_trainer
+
+    study = fake_study(tmp_path, seeds=4)
+    with Store(tmp_path / "r.sqlite") as store:
+        train_cells = cell_trainer(study, store, workers=0, trial_fn=fake_trial, progress=False)
+        first = train_cells([("a", 0), ("b", 0)])
+        assert (first.total, first.ran) == (2, 2)
+        assert {(t.schedule, t.seed) for t in store.study_trials(study.name)} == {
+            ("a", 0),
+            ("b", 0),
+        }
+        more = train_cells([("a", 0), ("a", 1), ("a", 2)])
+        assert (more.skipped, more.ran) == (1, 2)
+        with pytest.raises(ConfigError, match=r"cells: \('c', 0\) is not a"):
+            train_cells([("c", 0)])
+
+
+def not_a_result(spec, *, device=None, threads=1):
+    return {"acc": 0.5}
+
+
+def test_a_trial_that_returns_something_else_than_a_result_fails_only_itself(tmp_path):
+    study = fake_study(tmp_path, seeds=1)
+    with Store(tmp_path / "r.sqlite") as store:
+        summary = run_sweep(study, store, workers=0, trial_fn=not_a_result, progress=False)
+        errors = {t.error for t in store.study_trials(study.name)}
+    assert summary.failed == 2 and errors == {
+        "TypeError: the trial returned a dict, not a TrialResult or MetricsResult"
+    }
+
+
+def test_batched_units_go_to_the_batched_trainer_and_are_recorded_one_by_one(tmp_path, monkeypatch):
+    """The hook for lrlab.lab.batched: units of up to K specs with the same batch_key go to
+    train_trials as one call; each trial is claimed and recorded on its own."""
+    import types
+
+    calls = []
+
+    def train_trials(specs, *, device=None, threads=1):
+        calls.append([s.key() for s in specs])
+        return [fake_trial(s) for s in specs]
+
+    fake = types.ModuleType("lrlab.lab.batched")
+    fake.train_trials = train_trials
+    fake.batch_key = lambda spec: spec.schedule["lr"] > 0.07  # two groups: a and b
+    monkeypatch.setitem(sys.modules, "lrlab.lab.batched", fake)
+    study = fake_study(tmp_path, seeds=4)
+    with Store(tmp_path / "r.sqlite") as store:
+        summary = run_sweep(study, store, workers=0, batch_trials=3, progress=False)
+        assert (summary.done, summary.failed) == (8, 0)
+        assert set(store.attempts().values()) == {1}
+        trials = store.study_trials(study.name)
+    # 4 per group in units of at most 3; a unit of one trial is trained one by one (the trainer)
+    assert sorted(map(len, calls)) == [3, 3]
+    for keys in calls:
+        assert len({next(c.schedule for c in study.cells if c.key == k) for k in keys}) == 1
+    batched = {k for keys in calls for k in keys}
+    assert {t.final["test_acc"] for t in trials if t.key in batched} == {
+        fake_trial(c.spec).final_test_acc for c in study.cells if c.key in batched
+    }
+
+
+def test_a_trial_function_workers_cannot_receive_is_one_line(tmp_path):
+    study = fake_study(tmp_path, seeds=1)
+    executor = LocalExecutor(1, trial_fn=lambda spec, **kw: fake_trial(spec))
+    try:
+        with Store(tmp_path / "r.sqlite") as store:
+            with pytest.raises(ConfigError) as info:
+                run_sweep(study, store, executor=executor, progress=False)
+            assert "trial_fn cannot be sent to worker processes" in str(info.value)
+            assert store.trial_status() == {}  # nothing recorded, and no claim left behind
+            assert store._query("SELECT COUNT(*) FROM claims") == [(0,)]
+    finally:
+        executor.close()

@@ -56,6 +56,7 @@ def test_holdout_indices_partition_and_are_fixed():
     np.testing.assert_array_equal(np.union1d(tr, va), np.arange(1000))
     tr2, va2 = T.holdout_indices(1000)
     np.testing.assert_array_equal(va, va2)  # seeded: the same every time
+    np.testing.assert_array_equal(tr, tr2)
 
 
 def test_mnist1d_matches_the_package_generator_and_leaves_global_rng_alone(tmp_path):

@@ -333,3 +333,13 @@ def test_unknown_schedule_type_is_a_config_error(task):
     spec = spec_for({"type": "cosinus", "lr": 0.1})
     with pytest.raises(ConfigError, match="cosine"):
         train_trial(spec, task=task)
+
+
+def test_keys_of_lrlab_trainer_specs_are_those_of_the_schema_1_store():
+    """The key computed by lrlab before the user-trial fields existed (commit a452f44): stores
+    migrated from schema 1 keep every finished trial."""
+    assert spec_for().key() == "2e59e417b489296f"
+    user = spec_for(trial="mymod:train", settings={"epochs": 3})
+    assert user.key() != spec_for().key()  # the new fields enter the key when they are set
+    named = spec_for(schedule_name="x", code_dir="/somewhere", objective="val_loss")
+    assert named.key() == spec_for().key()

@@ -38,6 +38,15 @@ def register(subparsers) -> None:
         "(default: %(default)s)",
     )
     p.add_argument("--list", action="store_true", help="list the built-in studies and exit")
+    _execution_options(p, EXECUTORS)
+    _output_options(p)
+    _study_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _execution_options(p, EXECUTORS) -> None:
+    """Where and how trials run."""
     p.add_argument(
         "--workers",
         type=int_at_least(0),
@@ -65,6 +74,9 @@ def register(subparsers) -> None:
         help="with --executor ray: an existing cluster ('auto', 'ray://host:10001'); "
         "default: a local Ray instance",
     )
+
+
+def _output_options(p) -> None:
     p.add_argument(
         "--out",
         type=Path,
@@ -79,6 +91,10 @@ def register(subparsers) -> None:
         metavar="PATH",
         help="results database (default: OUT/results.sqlite)",
     )
+
+
+def _study_options(p) -> None:
+    """Overrides of the study and of how each trial runs."""
     p.add_argument(
         "--seeds",
         type=int_at_least(1),
@@ -125,8 +141,6 @@ def register(subparsers) -> None:
         action="store_true",
         help="do not train: rebuild the report from what the database holds",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
 
 
 def _list_studies() -> int:

@@ -49,6 +49,15 @@ def register(subparsers) -> None:
         metavar="JSON",
         help="optimizer config as in a study (default: %(default)s)",
     )
+    _ladder_options(p)
+    _run_options(p)
+    _reading_options(p)
+    _output_options(p)
+    p.set_defaults(func=run)
+
+
+def _ladder_options(p) -> None:
+    """The ladder of rates and its length."""
     p.add_argument(
         "--mode",
         default="exp",
@@ -76,6 +85,10 @@ def register(subparsers) -> None:
         metavar="E",
         help="length of the test in epochs when --steps is not given (default: %(default)s)",
     )
+
+
+def _run_options(p) -> None:
+    """Batches, seeds, repeats and validation of each run."""
     p.add_argument(
         "--batch-size", type=int_at_least(1), default=128, metavar="N", help="default: %(default)s"
     )
@@ -108,6 +121,10 @@ def register(subparsers) -> None:
         metavar="N",
         help="validation samples per evaluation (default: %(default)s)",
     )
+
+
+def _reading_options(p) -> None:
+    """How the bounds are read from the curve, and the cyclic config printed."""
     p.add_argument(
         "--signal",
         default="auto",
@@ -142,6 +159,9 @@ def register(subparsers) -> None:
         choices=("triangular", "triangular2", "exp_range"),
         help="mode of the printed cyclic config (default: %(default)s)",
     )
+
+
+def _output_options(p) -> None:
     p.add_argument(
         "--out",
         type=Path,
@@ -179,7 +199,6 @@ def register(subparsers) -> None:
         help="cpu, cuda, ... (default: CUDA if available)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
 
 
 def _parse_optimizer(text: str) -> dict:

@@ -158,7 +158,7 @@ def compare(
     train: Callable | str | None,
     study_or_schedules: str | os.PathLike | Mapping[str, Mapping],
     *,
-    seeds: int | Iterable[int] | None = 5,
+    seeds: int | Iterable[int] | None = None,
     objective: str | None = None,
     mode: str | None = None,
     settings: Mapping[str, Any] | None = None,
@@ -181,7 +181,8 @@ def compare(
             None when ``study_or_schedules`` is a study file (or built-in name) that says what
             trains.
         study_or_schedules: schedule name -> schedule config, or a study file / built-in name.
-        seeds: how many seeds (0..N-1) or which; None keeps the study file's.
+        seeds: how many seeds (0..N-1) or which; None: 5 for a dict of schedules, the file's
+            for a study file.
         objective, mode: the metric the comparison is judged on and "min" / "max".
         settings: the ``[settings]`` table ``trial.settings`` gives (it may declare
             ``epochs`` and ``steps_per_epoch``: placeholders ``${total_steps}`` use them).
@@ -191,14 +192,10 @@ def compare(
 
     Resumable like ``lrlab compare``: a second call with the same arguments trains nothing.
     """
-    from lrlab.lab.report import build_report, table_rows, write_report
-    from lrlab.lab.store import Store
-    from lrlab.lab.sweep import make_executor, run_sweep
-
     inline = executor == "local" and workers == 0
     seed_value = list(seeds) if seeds is not None and not isinstance(seeds, int) else seeds
-    options = {"objective": objective, "mode": mode, "baseline": baseline, "name": name}
-    options["time_limit"] = time_limit
+    options: dict[str, Any] = {"objective": objective, "mode": mode, "baseline": baseline}
+    options.update(name=name, time_limit=time_limit)
     study, user_fn = _load(
         train,
         study_or_schedules,
@@ -207,12 +204,20 @@ def compare(
         settings=settings,
         options=options,
     )
-    out_dir = Path(out) if out is not None else Path("lrlab-out") / study.name
-    db_path = Path(db) if db is not None else out_dir / "results.sqlite"
     kwargs: dict[str, Any] = {"workers": workers, "device": device, "threads": threads}
     if inline:
         kwargs["user_fn"] = user_fn
-    runner = make_executor(executor, **kwargs, **executor_options)
+    return _run(study, out, db, executor, {**kwargs, **executor_options}, progress)
+
+
+def _run(study, out, db, executor: str, kwargs: dict, progress: bool) -> CompareResult:
+    from lrlab.lab.report import build_report, table_rows, write_report
+    from lrlab.lab.store import Store
+    from lrlab.lab.sweep import make_executor, run_sweep
+
+    out_dir = Path(out) if out is not None else Path("lrlab-out") / study.name
+    db_path = Path(db) if db is not None else out_dir / "results.sqlite"
+    runner = make_executor(executor, **kwargs)
     try:
         with Store(db_path) as store:
             summary = run_sweep(study, store, executor=runner, progress=progress)

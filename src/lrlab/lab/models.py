@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -192,6 +193,13 @@ class ModelInfo:
     check: Callable[[tuple[int, ...]], str | None]
 
 
+def _resnet_builder(depth: int) -> Callable[[tuple[int, ...], int], nn.Module]:
+    def build(shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return CifarResNet(depth, cast(tuple[int, int, int], shape), num_classes)
+
+    return build
+
+
 def _check_any(shape: tuple[int, ...]) -> str | None:
     return None
 
@@ -231,14 +239,14 @@ MODELS: dict[str, ModelInfo] = {
     "cnn28": ModelInfo(
         "cnn28",
         "small 2-stage CNN (32, 64 channels, max-pool) + 128-unit MLP, for 28x28 images",
-        lambda shape, k: SmallCNN(shape, k),
+        lambda shape, k: SmallCNN(cast(tuple[int, int, int], shape), k),
         _check_image(4),
     ),
     **{
         f"resnet{d}": ModelInfo(
             f"resnet{d}",
             f"CIFAR ResNet-{d} (He et al. 2016, option A shortcuts)",
-            lambda shape, k, d=d: CifarResNet(d, shape, k),
+            _resnet_builder(d),
             _check_image(4),
         )
         for d in (20, 56, 110)

@@ -119,7 +119,9 @@ class RayExecutor:
         self.num_gpus, self.max_retries = num_gpus, int(max_retries)
         self.init_kwargs = dict(init_kwargs or {})
         self._started_ray = False
-        self._remote = None
+        self._remote: Any = None
+        self._base: Any = None
+        self._options: dict[str, Any] = {}
         self._in_flight: dict[Any, Any] = {}  # ObjectRef -> (unit, started)
 
     # ------------------------------------------------------------------ Ray set-up

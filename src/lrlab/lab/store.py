@@ -204,6 +204,9 @@ class Store:
     def _migrate_v1(self) -> None:
         """Version 1 (fixed accuracy columns) to 2 (metrics by name), in one transaction."""
         with self._transaction() as cur:
+            row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None or row[0] != "1":  # another process migrated it meanwhile
+                return
             cur.execute("ALTER TABLE trials RENAME TO trials_v1")
             cur.execute("ALTER TABLE epochs RENAME TO epochs_v1")
             cur.execute("ALTER TABLE attempts RENAME TO attempts_v1")

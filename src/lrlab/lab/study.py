@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lrlab import validate as V
-from lrlab.errors import ConfigError, LrlabError, did_you_mean
+from lrlab.errors import ConfigError, LrlabError, did_you_mean, one_line
 from lrlab.lab.contract import (
     DEFAULT_OBJECTIVE,
     LR_INTERVALS,
@@ -79,21 +79,21 @@ _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 # --------------------------------------------------------------------------------------------
 # Placeholders: a tiny arithmetic evaluator (ast-walked, no eval)
 
-_BINOPS = {
+_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
 }
-_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_UNARY: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 
 def _walk(node: ast.AST, variables: Mapping[str, float], expr: str) -> float:
     if isinstance(node, ast.Expression):
         return _walk(node.body, variables, expr)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
+        return cast(float, node.value)  # an int stays an int: exact arithmetic on step counts
     if isinstance(node, ast.Name):
         if node.id not in variables:
             raise ValueError(
@@ -729,8 +729,9 @@ def _cells(study: Study) -> list[Cell]:
                 message = str(exc)
                 inside = message.startswith(f"schedules.{sname}") or message.startswith("settings")
                 raise ConfigError(message if inside else f"schedules.{sname}: {message}") from None
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"schedules.{sname}: {exc}") from None
+            except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+                # ArithmeticError: a 400-digit number that a schedule's check turns into a float
+                raise ConfigError(f"schedules.{sname}: {one_line(exc)}") from None
             cells.append(Cell(sname, seed, spec))
     return cells
 
@@ -773,7 +774,6 @@ def load_study(
     existing file). ``seeds`` / ``epochs`` / ``settings`` override the file (quick runs)."""
     text_name = os.fspath(study)
     path = Path(text_name).expanduser()
-    overrides = {"seeds": seeds, "epochs": epochs, "settings": settings}
     if text_name.endswith(".json"):
         raise ConfigError(f"{text_name}: studies are TOML files (.toml), not JSON")
     if text_name.endswith(".toml") or path.is_file():
@@ -785,7 +785,13 @@ def load_study(
             raise ConfigError(f"{path}: not a UTF-8 text file") from None
         data = _read_toml(text, str(path))
         return parse_study(
-            data, source=str(path), name=path.stem, base_dir=path.parent, **overrides
+            data,
+            source=str(path),
+            name=path.stem,
+            base_dir=path.parent,
+            seeds=seeds,
+            epochs=epochs,
+            settings=settings,
         )
     names = builtin_studies()
     if text_name not in names:
@@ -795,4 +801,11 @@ def load_study(
         )
     item = resources.files("lrlab.lab") / "studies" / f"{text_name}.toml"
     data = _read_toml(item.read_text(encoding="utf-8"), f"{text_name}.toml")
-    return parse_study(data, source=f"{text_name}.toml", name=text_name, **overrides)
+    return parse_study(
+        data,
+        source=f"{text_name}.toml",
+        name=text_name,
+        seeds=seeds,
+        epochs=epochs,
+        settings=settings,
+    )

@@ -42,30 +42,6 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def keep_in_flight(
-    specs: Iterable[Any], limit: int, in_flight: dict, submit: Callable, wait_any: Callable
-) -> Iterator[list]:
-    """Submit ``specs`` keeping at most ``limit`` in flight; yield each batch of finished
-    ``(spec, handle)`` pairs. ``in_flight`` (handle -> spec) is the caller's, so that it can
-    cancel what is left, or drop it between batches when its backend broke."""
-    pending = iter(specs)
-    while True:
-        for spec in _take(pending, max(0, limit - len(in_flight))):
-            in_flight[submit(spec)] = spec
-        if not in_flight:
-            return
-        yield [(in_flight.pop(handle), handle) for handle in wait_any(list(in_flight))]
-
-
-def _take(iterator: Iterator[Any], n: int) -> list[Any]:
-    out = []
-    for item in iterator:
-        out.append(item)
-        if len(out) >= n:
-            break
-    return out if n > 0 else []
-
-
 @dataclass
 class Outcome:
     """What an executor yields for one trial: a result, or the one-line error it raised."""
@@ -176,7 +152,7 @@ def execute_unit(
             ]
         except Exception as exc:  # a failing batch is recorded, never fatal to the sweep
             return [(None, one_line(exc))] * len(specs)
-    out = []
+    out: list[tuple[Any, str | None]] = []
     for spec in specs:
         ticker = None if tick is None else _ticker(tick, spec.key())
         try:
@@ -338,7 +314,7 @@ class LocalExecutor:
         if start_method is None:
             methods = multiprocessing.get_all_start_methods()
             start_method = "forkserver" if "forkserver" in methods else "spawn"
-        self.context = multiprocessing.get_context(start_method)
+        self.context: Any = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             self.context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
         self._pool: list[_Worker] = []
@@ -351,7 +327,15 @@ class LocalExecutor:
             name="lrlab-worker",
             daemon=True,
         )
-        process.start()
+        try:
+            process.start()
+        except (AttributeError, TypeError, ValueError) as exc:  # pickling the trial function
+            parent.close()
+            child.close()
+            raise ConfigError(
+                f"trial_fn cannot be sent to worker processes ({one_line(exc)}): use a "
+                "function defined at the top level of a module, or workers=0"
+            ) from None
         child.close()
         worker = _Worker(process, parent)
         self._pool.append(worker)
@@ -394,10 +378,11 @@ class LocalExecutor:
             return []
         out = []
         now = time.monotonic()
-        for worker in [w for w in self._pool if w.unit is not None]:
-            if now - worker.started > time_limit * len(worker.unit):
+        for worker in list(self._pool):
+            unit = worker.unit
+            if unit is not None and now - worker.started > time_limit * len(unit):
                 error = f"TimeLimitExceeded: ran past its time limit of {time_limit:g} s"
-                out += [Outcome(spec, None, error) for spec in worker.unit]
+                out += [Outcome(spec, None, error) for spec in unit]
                 self._stop_worker(worker)
         return out
 
@@ -686,6 +671,7 @@ def run_sweep(
             "local", workers=workers, trial_fn=trial_fn, device=device, threads=threads
         )
     todo = [c for c in unique if c.key not in finished_before]
+    counts = run.counts
     bar = _start_bar(progress, console, study, len(unique), len(todo))
     heartbeat = _Heartbeat(store.path, run.owner, run.lease)
     try:
@@ -697,17 +683,10 @@ def run_sweep(
             bar.stop()
         if own_executor:
             executor.close()
-    return SweepSummary(
-        study=study.name,
-        total=len(unique),
-        skipped=len(finished_before),
-        ran=sum(run.counts.values()),
-        done=run.counts[TrialStatus.DONE],
-        diverged=run.counts[TrialStatus.DIVERGED],
-        failed=run.counts[TrialStatus.FAILED],
-        seconds=time.perf_counter() - start,
-        by_others=by_others,
-    )
+    done, diverged, failed = (counts[s] for s in TrialStatus)
+    seconds = time.perf_counter() - start
+    total, skipped, ran = len(unique), len(finished_before), sum(counts.values())
+    return SweepSummary(study.name, total, skipped, ran, done, diverged, failed, seconds, by_others)
 
 
 def _start_bar(progress: bool, console, study, total: int, todo: int) -> _Progress | None:
@@ -746,3 +725,17 @@ def _sweep_rounds(run: _Run, executor, todo, batch_trials, limit, bar, names, st
                 )
         if len(run.attempted) == before:  # nothing claimable: others hold the rest
             time.sleep(poll)
+
+
+def cell_trainer(
+    study, store: Store, **options: Any
+) -> Callable[[list[tuple[str, int]]], SweepSummary]:
+    """``train_cells(cells)``: train the given ``(schedule, seed)`` cells of ``study`` into
+    ``store`` (:func:`run_sweep` with ``cells=``; ``options`` are its other keywords). What a
+    seeds-until-decided loop calls to add seeds where a comparison is still undecided; load the
+    study with the largest number of seeds it may use."""
+
+    def train_cells(cells: list[tuple[str, int]]) -> SweepSummary:
+        return run_sweep(study, store, cells=cells, **options)
+
+    return train_cells

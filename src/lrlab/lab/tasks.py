@@ -218,7 +218,7 @@ def default_cache_dir() -> Path:
 def _save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``path`` so that readers never see a half-written file, even with parallel
     sweep workers generating the same cache at once."""
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **dict(arrays)))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,7 +380,7 @@ def _load_fashion_mnist(data_dir: Path | None, cache_dir: Path | None) -> dict[s
             f"fashion-mnist not found in {where} (missing {missing[0]}[.gz]): run "
             f"'apt-get install dataset-fashion-mnist' or pass --data-dir DIR holding the 4 idx files"
         )
-    arrays = {key: read_idx(p) for key, p in paths.items()}
+    arrays = {key: read_idx(p) for key, p in paths.items() if p is not None}
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
@@ -395,7 +395,7 @@ def _load_fashion_mnist(data_dir: Path | None, cache_dir: Path | None) -> dict[s
 # --------------------------------------------------------------------------------------------
 # CIFAR-10 / CIFAR-100 (python pickle batches)
 
-_CIFAR = {
+_CIFAR: dict[str, dict[str, Any]] = {
     "cifar10": {
         "folder": "cifar-10-batches-py",
         "train": [f"data_batch_{i}" for i in range(1, 6)],

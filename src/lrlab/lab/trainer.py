@@ -187,7 +187,24 @@ class _EpochStats:
 
 @dataclass(frozen=True)
 class _Ranks:
-    """This process's place in ``torch.distributed`` (``world == 1``: a single process)."""
+    """This process's place in ``torch.distributed`` (``world == 1``: a single process), and
+    every difference data-parallel training makes.
+
+    With world size ``w > 1`` the model is wrapped in ``DistributedDataParallel`` (gloo on the
+    CPU; nccl on CUDA with ``device_ids=[device]``, the device defaulting to the current CUDA
+    device). Every rank draws the same epoch permutation from the seeded generator and rank
+    ``r`` trains on ``batch[r::w]`` of each global batch of ``spec.batch_size`` samples; the
+    shard's summed loss is scaled so that the averaged gradient is the global batch's mean
+    gradient. So the global batch size and the optimizer steps per epoch (hence the schedule's
+    time axis) are the single-process trial's, and the numbers match it up to float rounding
+    (BatchNorm models: batch statistics are per shard; running statistics are rank 0's).
+    ``train_loss`` / ``train_acc`` are summed over ranks (``all_reduce`` of sums and counts).
+    Evaluation runs on every rank on the whole validation and test sets with the unwrapped
+    model (identical weights, and BatchNorm buffers broadcast from rank 0 first, so identical
+    numbers); ``sched.step(val_loss)`` averages over ranks anyway. Divergence is checked once
+    per epoch and agreed on by ``all_reduce``, so every rank stops at the same epoch. Every rank
+    returns the same records (``seconds`` and ``wall_time`` are its own) and calls ``on_epoch``.
+    """
 
     rank: int = 0
     world: int = 1
@@ -355,6 +372,22 @@ def _trial_task(spec: TrialSpec, task, dev: torch.device):
     return task
 
 
+def _setup(spec: TrialSpec, task, dev: torch.device, ranks: _Ranks):
+    """``(model, net, optimizer, scheduler, batch-order generator)``: the model initialised right
+    after ``torch.manual_seed(seed)``, the order from an independent seed."""
+    from lrlab.lab.models import build_any_model
+    from lrlab.schedules import from_config
+    from lrlab.torch import Scheduler
+
+    schedule = from_config(spec.schedule)
+    torch.manual_seed(spec.seed)
+    model = build_any_model(spec.model or "", task, code_dir=spec.code_dir).to(dev)
+    optimizer = make_optimizer(model.parameters(), spec.optimizer)
+    sched = Scheduler(optimizer, schedule)
+    order = torch.Generator(device="cpu").manual_seed(derive_seed(spec.seed, "batch-order"))
+    return model, ranks.wrap(model, dev), optimizer, sched, order
+
+
 def train_trial(
     spec: TrialSpec,
     *,
@@ -375,39 +408,16 @@ def train_trial(
             loads it once for many trials); by default it is loaded from ``spec``.
         keep_best_state: also return the best epoch's weights in ``result.best_state``.
 
-    **Data-parallel** (``torch.distributed`` initialised with world size ``w > 1``, e.g. under
-    ``torchrun``; call it on every rank): the model is wrapped in ``DistributedDataParallel``
-    (gloo on the CPU; nccl on CUDA with ``device_ids=[device]``, the device defaulting to the
-    current CUDA device). Every rank draws the same epoch permutation from the seeded generator
-    and rank ``r`` trains on ``batch[r::w]`` of each global batch of ``spec.batch_size`` samples;
-    the shard's summed loss is scaled so that the averaged gradient is the global batch's mean
-    gradient. So the global batch size and the optimizer steps per epoch (hence the schedule's
-    time axis) are the single-process trial's, and the numbers match it up to float rounding
-    (BatchNorm models: batch statistics are per shard; running statistics are rank 0's).
-    ``train_loss`` / ``train_acc`` are summed over ranks (``all_reduce`` of sums and counts).
-    Evaluation runs on every rank on the whole validation and test sets with the unwrapped
-    model (identical weights, and BatchNorm buffers broadcast from rank 0 first, so identical
-    numbers); ``sched.step(val_loss)`` averages over ranks anyway. Divergence is checked once
-    per epoch and agreed on by ``all_reduce``, so every rank stops at the same epoch. Every rank
-    returns the same records (``seconds`` and ``wall_time`` are its own) and calls ``on_epoch``.
-    All of this lives in ``_Ranks``.
+    **Data-parallel** under ``torchrun`` (``torch.distributed`` initialised with world size
+    above 1; call it on every rank): the same trial, the same global batches and steps per
+    epoch, trained with DistributedDataParallel; see :class:`_Ranks` for the details.
     """
-    from lrlab.lab.models import build_any_model
-    from lrlab.schedules import from_config
-    from lrlab.torch import Scheduler
-
     started = time.perf_counter()
     ranks = _Ranks.current()
     dev = ranks.device(resolve_device(device))
     with _trial_environment(dev, threads):
         task = _trial_task(spec, task, dev)
-        schedule = from_config(spec.schedule)
-        torch.manual_seed(spec.seed)
-        model = build_any_model(spec.model or "", task, code_dir=spec.code_dir).to(dev)
-        net = ranks.wrap(model, dev)
-        optimizer = make_optimizer(model.parameters(), spec.optimizer)
-        sched = Scheduler(optimizer, schedule)
-        order = torch.Generator(device="cpu").manual_seed(derive_seed(spec.seed, "batch-order"))
+        model, net, optimizer, sched, order = _setup(spec, task, dev, ranks)
         check_each_step = dev.type == "cpu" and ranks.world == 1  # ranks must stop together
         records: list[EpochRecord] = []
         best = _Best(keep_best_state)
