@@ -346,3 +346,33 @@ def test_lrlab_find_on_the_own_model_example(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     assert (tmp_path / "find" / "range_test.json").is_file()
     assert '"type": "cyclic"' in proc.stdout
+
+
+def report_threads(trial):
+    import torch
+
+    trial.report(1, threads=torch.get_num_threads())
+
+
+def test_a_user_trial_runs_with_the_threads_asked_for(tmp_path):
+    """Like lrlab's trainer, a user trial gets ``threads`` torch threads (default 1 per worker),
+    so that N workers do not run N x cores threads."""
+    import torch
+
+    from lrlab.lab import compare
+
+    before = torch.get_num_threads()
+    result = compare(
+        report_threads,
+        {"c": {"type": "constant", "lr": 0.1}},
+        seeds=1,
+        objective="threads",
+        mode="min",
+        out=tmp_path / "out",
+        workers=0,
+        threads=1,
+    )
+    with Store(result.db) as store:
+        (trial,) = store.study_trials(result.study.name)
+    assert trial.metrics["threads"] == [1.0]
+    assert torch.get_num_threads() == before  # restored after the trial
