@@ -19,6 +19,7 @@ from lrlab.lab.callbacks import LightningReporter
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no banners in lrlab's output
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*")  # lightning 2.6 on torch 2.13, once per fit
 
 
 def load_data(split_seed: int = 0) -> dict[str, TensorDataset]:
