@@ -376,3 +376,46 @@ def test_a_user_trial_runs_with_the_threads_asked_for(tmp_path):
         (trial,) = store.study_trials(result.study.name)
     assert trial.metrics["threads"] == [1.0]
     assert torch.get_num_threads() == before  # restored after the trial
+
+
+@pytest.mark.parametrize(
+    ("name", "module", "settings"),
+    [
+        (
+            "lightning",
+            "digits_lightning",
+            {"epochs": 3, "batch_size": 64, "steps_per_epoch": 18, "hidden": 32},
+        ),
+        (
+            "hf-trainer",
+            "iris_hf",
+            {"epochs": 3, "batch_size": 16, "steps_per_epoch": 6, "hidden": 16},
+        ),
+    ],
+)
+def test_a_framework_trial_that_diverges_is_diverged(name, module, settings, tmp_path, monkeypatch):
+    """A rate of 1e30 makes the loss non-finite: the reporter's ``trial.report`` ends the fit
+    (the exception goes through Lightning / the HF Trainer) and the trial is ``diverged``."""
+    _needs(name)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    copy_example(name, tmp_path)
+    sys.path.insert(0, str(tmp_path / name))
+    train = __import__(module).train
+    from lrlab.lab import compare
+
+    objective = SPECS[name][1]
+    result = compare(
+        train,
+        {"huge": {"type": "constant", "lr": 1e30}},
+        seeds=1,
+        objective=objective,
+        mode=SPECS[name][2],
+        settings=settings,
+        out=tmp_path / "out",
+        workers=0,
+    )
+    assert (result.summary.diverged, result.summary.failed) == (1, 0)
+    with Store(result.db) as store:
+        (trial,) = store.study_trials(result.study.name)
+    assert str(trial.status) == "diverged"
+    assert trial.epochs == [1]  # the first non-finite report ended the fit
