@@ -1,6 +1,7 @@
-"""Two `lrlab compare` runs on one folder share the work (claims in the store); a SIGKILLed run's
-claims expire and the other run completes; a hanging trial is ended by the time limit; progress
-ticks come from inside running trials."""
+"""Two `lrlab compare` runs on one folder share the work (claims in the store); a SIGKILLed
+run's claims are taken over (its process is gone; on another machine the lease expires) and the
+other run completes; a hanging trial is ended by the time limit; progress ticks come from inside
+running trials."""
 
 from __future__ import annotations
 

@@ -282,3 +282,19 @@ def test_sigkill_leaves_whole_trials_or_nothing(tmp_path):
     assert orphans == 0
     with Store(db) as store:  # and the store opens fine afterwards
         assert len(store.finished_keys()) == len(counts)
+
+
+def test_claims_of_a_dead_process_on_this_machine_are_taken_over_at_once(tmp_path):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process now
+    owner = f"{socket.gethostname()}:{dead.pid}:abc"
+    remote = f"some-other-host:{dead.pid}:abc"  # another machine: only the lease decides
+    with Store(tmp_path / "r.sqlite") as store:
+        assert store.claim("k", owner, lease=600) and store.claim("j", remote, lease=600)
+        assert store.claimed_by_others(["k", "j"], "me") == {"j"}
+        assert store.claim("k", "me", lease=600)  # no 600 s wait for a SIGKILLed run
+        assert not store.claim("j", "me", lease=600)
+        alive = f"{socket.gethostname()}:{os.getpid()}:xyz"
+        assert store.claim("m", alive, lease=600) and not store.claim("m", "me", lease=600)

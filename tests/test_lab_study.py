@@ -239,3 +239,20 @@ def test_relative_data_dir_is_taken_from_the_study_folder(tmp_path):
     study = load_study(write(tmp_path / "sub", text))
     assert study.data_dir == str((tmp_path / "sub" / "data").resolve())
     assert all(c.spec.data_dir == study.data_dir for c in study.cells)
+
+
+def test_objective_target_margin_and_time_limit_fields(tmp_path):
+    text = TINY.replace("target_acc = 0.5", 'target = 0.3\nobjective = "val_loss"\nmode = "min"')
+    study = load_study(write(tmp_path, "margin = 0.01\ntime_limit = 30\n" + text))
+    assert (study.objective, study.mode, study.target) == ("val_loss", "min", 0.3)
+    config = study.to_dict()
+    assert config["objective"] == {"name": "val_loss", "mode": "min"} and config["target"] == 0.3
+    assert (config["margin"], config["time_limit"]) == (0.01, 30.0)
+    assert load_study(write(tmp_path, TINY)).to_dict()["objective"] == {
+        "name": "test_acc",
+        "mode": "max",
+    }
+    with pytest.raises(ConfigError, match="margin must be a finite number >= 0.0"):
+        load_study(write(tmp_path, "margin = -1\n" + TINY))
+    with pytest.raises(ConfigError, match="time_limit must be a finite number > 0.0"):
+        load_study(write(tmp_path, "time_limit = 0\n" + TINY))

@@ -400,8 +400,13 @@ def test_a_subset_of_cells_trains_only_those(tmp_path):
         }
         more = train_cells([("a", 0), ("a", 1), ("a", 2)])
         assert (more.skipped, more.ran) == (1, 2)
-        with pytest.raises(ConfigError, match=r"cells: \('c', 0\) is not a"):
+        with pytest.raises(ConfigError, match="cells: 'c' is not a schedule"):
             train_cells([("c", 0)])
+        beyond = train_cells([("b", 9)])  # a seed the study does not list: added to it
+        assert beyond.ran == 1
+        cells = {(t.schedule, t.seed) for t in store.study_trials(study.name)}
+        assert ("b", 9) in cells and len(cells) == 5
+        assert store.study_config(study.name)["seeds"] == [0, 1, 2, 3, 9]
 
 
 def not_a_result(spec, *, device=None, threads=1):

@@ -14,7 +14,8 @@ Guarantees (what a caller may rely on, in the style of optuna's storage contract
    after its last heartbeat (:meth:`Store.heartbeat`). A trial that is finished, or claimed by
    another live owner, cannot be claimed, so concurrent runs on one database share the work. A
    run killed without cleaning up (SIGKILL) leaves claims that expire, and then anyone may
-   claim those trials. Recording a trial releases its claim.
+   claim those trials; on the same machine, claims of an owner process that no longer runs are
+   taken over at once. Recording a trial releases its claim.
 4. **Identity.** A trial is identified by its spec's key (:meth:`TrialSpec.key`); the same spec
    is trained once whatever study or run asked for it. Study membership (which trial is cell
    ``(schedule, seed)`` of which study) is stored apart from the trials.
@@ -113,6 +114,29 @@ _V1_FINAL = {
 def new_owner() -> str:
     """A claim owner id: ``host:pid:random``, unique per run."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS): kill(pid, 0) is all we have
+        return True
+
+
+def owner_gone(owner: str) -> bool:
+    """Whether a claim's owner is a process of this machine that no longer runs (a SIGKILLed
+    run): its claims need not wait for their lease to expire."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
 
 
 def default_lease() -> float:
@@ -352,7 +376,7 @@ class Store:
             held = cur.execute(
                 "SELECT owner, expires FROM claims WHERE trial_key=?", (key,)
             ).fetchone()
-            if held is not None and held[0] != owner and held[1] > now:
+            if held is not None and held[0] != owner and held[1] > now and not owner_gone(held[0]):
                 return False
             cur.execute(
                 "INSERT INTO claims(trial_key, owner, expires) VALUES (?, ?, ?) ON CONFLICT"
@@ -388,7 +412,9 @@ class Store:
         now = time.time()
         rows = self._query("SELECT trial_key, owner, expires FROM claims")
         wanted = set(keys)
-        return {k for k, o, e in rows if k in wanted and o != owner and e > now}
+        return {
+            k for k, o, e in rows if k in wanted and o != owner and e > now and not owner_gone(o)
+        }
 
     # ------------------------------------------------------------------ trials
     def finished_keys(self, keys: Iterable[str] | None = None) -> set[str]:

@@ -235,6 +235,7 @@ class Study:
     trial: str | None = None
     settings: dict = field(default_factory=dict)
     time_limit: float | None = None
+    margin: float | None = None
     code_dir: str | None = None
     #: every trial, seed-major (all schedules of the first seed first), so that a partly
     #: finished sweep already holds comparable cells
@@ -270,6 +271,14 @@ class Study:
         variables = {**_numeric_settings(self.settings), "seed": seed}
         return resolve_placeholders(self.settings, variables, "settings")
 
+    def with_seeds(self, seeds: tuple[int, ...]) -> Study:
+        """The same study with other seeds (its cells expanded again)."""
+        study = dataclasses.replace(self, seeds=tuple(seeds), cells=())
+        try:
+            return dataclasses.replace(study, cells=tuple(_cells(study)))
+        except ConfigError as exc:
+            raise ConfigError(f"{self.source}: {exc}") from None
+
     def steps_per_epoch(self, entry: ScheduleEntry) -> int:
         return int(self.variables(entry, self.seeds[0]).get("steps_per_epoch", 1))
 
@@ -293,6 +302,7 @@ class Study:
             "target_acc": self.target,
             "settings": self.settings,
             "time_limit": self.time_limit,
+            "margin": self.margin,
             "data_dir": self.data_dir,
             "iterations_per_epoch": self.iterations_per_epoch,
             "schedules": {
@@ -461,6 +471,7 @@ FIELDS: tuple[Field, ...] = (
     Field("target", 'objective value to reach, in its units, or "baseline" (the baseline\'s mean)', _target),
     Field("target_acc", 'test accuracy to reach, in (0, 1], or "baseline" (the old name of target)', _target_acc),
     Field("time_limit", "seconds a trial may run before it is ended and recorded failed", _time_limit),
+    Field("margin", "a difference of the objective (its units) small enough to call two schedules equivalent", lambda v, w: V.real(v, w, lo=0.0)),
     Field("settings", "[settings]: a free-form table the user's trial function reads", _settings, {}),
     Field("schedules", "[schedules.NAME] tables, each a schedule or policy config", _schedules, _REQUIRED),
 )  # fmt: skip
@@ -694,6 +705,7 @@ def _study_value(values, source, code_dir, entries, baseline, objective, mode, t
         trial=values["trial"],
         settings=values["settings"],
         time_limit=values["time_limit"],
+        margin=values["margin"],
         code_dir=code_dir,
     )
 

@@ -26,9 +26,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from lrlab import validate as V
 from lrlab.errors import ConfigError, LrlabError, one_line, unknown_name_error
 from lrlab.lab.contract import TrialSpec, TrialStatus
-from lrlab.lab.store import Store, default_lease, new_owner
+from lrlab.lab.store import Store, default_lease, new_owner, process_alive
 
 #: A custom trial runner: ``fn(spec, *, device=None, threads=1) -> TrialResult``.
 TrialFn = Callable[..., Any]
@@ -243,27 +244,12 @@ class _alarm:
             signal.signal(signal.SIGALRM, self.old)
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:  # no /proc (macOS): kill(pid, 0) is all we have
-        return True
-
-
 def _watch_driver(driver_pid: int) -> None:
     """In a worker: exit as soon as the driver is gone, so that a SIGKILLed driver leaves no
     orphans training (the fork server then exits too, once its workers have)."""
 
     def watch():
-        while _alive(driver_pid):
+        while process_alive(driver_pid):
             time.sleep(0.5)
         os._exit(0)
 
@@ -635,15 +621,19 @@ class _Run:
                 yield specs
 
 
-def _select(study, cells: Iterable[tuple[str, int]] | None) -> list:
+def _select(study, cells: Iterable[tuple[str, int]] | None):
+    """``(study, selected cells)``: a study extended with the seeds ``cells`` ask for beyond its
+    own (a seeds-until-decided loop adds seeds), and those cells of it."""
     if cells is None:
-        return list(study.cells)
-    wanted = {(str(s), int(k)) for s, k in cells}
-    known = {(c.schedule, c.seed) for c in study.cells}
-    unknown = sorted(wanted - known)
+        return study, list(study.cells)
+    wanted = {(str(s), V.integer(k, "cells: seed", lo=0)) for s, k in cells}
+    unknown = sorted(s for s, _ in wanted if s not in study.schedules)
     if unknown:
-        raise ConfigError(f"cells: {unknown[0]} is not a (schedule, seed) of study {study.name!r}")
-    return [c for c in study.cells if (c.schedule, c.seed) in wanted]
+        raise ConfigError(f"cells: {unknown[0]!r} is not a schedule of study {study.name!r}")
+    extra = sorted({k for _, k in wanted} - set(study.seeds))
+    if extra:
+        study = study.with_seeds((*study.seeds, *extra))
+    return study, [c for c in study.cells if (c.schedule, c.seed) in wanted]
 
 
 def run_sweep(
@@ -675,7 +665,7 @@ def run_sweep(
     or was tried once by this run.
     """
     start = time.perf_counter()
-    selected = _select(study, cells)
+    study, selected = _select(study, cells)
     store.save_study(
         study.name, study.to_dict(), [(c.schedule, c.seed, c.key) for c in study.cells]
     )
@@ -751,8 +741,8 @@ def cell_trainer(
 ) -> Callable[[list[tuple[str, int]]], SweepSummary]:
     """``train_cells(cells)``: train the given ``(schedule, seed)`` cells of ``study`` into
     ``store`` (:func:`run_sweep` with ``cells=``; ``options`` are its other keywords). What a
-    seeds-until-decided loop calls to add seeds where a comparison is still undecided; load the
-    study with the largest number of seeds it may use."""
+    seeds-until-decided loop calls to add seeds where a comparison is still undecided: seeds
+    beyond the study's own are added to it (and to its membership in the store)."""
 
     def train_cells(cells: list[tuple[str, int]]) -> SweepSummary:
         return run_sweep(study, store, cells=cells, **options)
