@@ -300,8 +300,7 @@ def test_sigkill_mid_sweep_then_a_rerun_gives_the_uninterrupted_table(tmp_path):
     study.write_text(study.read_text().replace("diabetes_loop:train", "slow_loop:train"))
     out = tmp_path / "killed"
     args = [*compare_args(study, out, "own-loop", "--workers", "2"), "--no-progress"]
-    # a killed run's claims on its in-flight trials expire after the lease: keep it short here
-    env = environment(EXAMPLE_TRIAL_SLEEP="0.7", LRLAB_LEASE_SECONDS="3")
+    env = environment(EXAMPLE_TRIAL_SLEEP="0.7")
     proc = subprocess.Popen(
         [sys.executable, "-m", "lrlab", *args],
         cwd=tmp_path,
