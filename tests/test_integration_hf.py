@@ -174,3 +174,151 @@ def test_docs_snippet(tmp_path, monkeypatch):
     code = re.search(r"<!-- snippet: hf -->\s*```python\n(.*?)```", text, re.S).group(1)
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "docs/integrations.md[hf]", "exec"), {})
+
+
+# --------------------------------------------------------------------------------------------
+# lrlab.lab.callbacks.HuggingFaceReporter: a trial function that trains with the HF Trainer
+
+
+class RecordingTrial:
+    """A stand-in for the lab's trial object: a schedule, ``scheduler(opt)``, and the reports."""
+
+    def __init__(self, schedule, settings=None, seed=0):
+        self.schedule = schedule
+        self.settings = dict(settings or {})
+        self.seed = seed
+        self.reports: list[tuple[int, dict]] = []
+
+    def scheduler(self, optimizer):
+        return Scheduler(optimizer, self.schedule)
+
+    def report(self, epoch, **metrics):
+        self.reports.append((epoch, metrics))
+
+
+def _mse(model, data):
+    with torch.no_grad():
+        return float(torch.nn.functional.mse_loss(model(data.x)["logits"], data.y))
+
+
+def test_huggingface_reporter_reports_each_evaluation(tmp_path):
+    """``eval_strategy="epoch"``: one report per epoch, numbered 1..N, holding the evaluation's
+    metrics without the speed counters; the last ``eval_loss`` is the trained model's MSE on
+    the evaluation set, computed here; the rates logged are the trial's schedule."""
+    from lrlab.lab.callbacks import HuggingFaceReporter
+
+    trial = RecordingTrial(CLR)
+    torch.manual_seed(0)
+    model = TinyRegressor()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    evaluation = TinyDataset(16, 1)
+    trainer = Trainer(
+        model=model,
+        args=_args(tmp_path, max_steps=-1, num_train_epochs=3, eval_strategy="epoch"),
+        train_dataset=TinyDataset(64, 0),  # 8 steps per epoch
+        eval_dataset=evaluation,
+        optimizers=(opt, trial.scheduler(opt)),
+        callbacks=[HuggingFaceReporter(trial)],
+    )
+    trainer.train()
+    assert [epoch for epoch, _ in trial.reports] == [1, 2, 3]
+    assert all(set(m) == {"eval_loss"} for _, m in trial.reports)
+    assert all(type(m["eval_loss"]) is float for _, m in trial.reports)
+    logged = [row["eval_loss"] for row in trainer.state.log_history if "eval_loss" in row]
+    assert [m["eval_loss"] for _, m in trial.reports] == logged
+    assert trial.reports[-1][1]["eval_loss"] == pytest.approx(_mse(model, evaluation), rel=1e-5)
+    steps, lrs = _logged_lrs(trainer)
+    assert lrs == pytest.approx([CLR(k - 1) for k in steps], rel=1e-12)
+
+
+def test_huggingface_reporter_keeps_compute_metrics_and_counts_step_evaluations(tmp_path):
+    """Evaluations every 8 of 24 steps are epochs 1, 2, 3; ``compute_metrics`` values are reported
+    under the Trainer's names (``eval_`` prefix kept)."""
+    from lrlab.lab.callbacks import HuggingFaceReporter
+
+    def mae(prediction):
+        logits, labels = prediction.predictions, prediction.label_ids
+        return {"mae": float(abs(logits - labels).mean())}
+
+    trial = RecordingTrial(RALR)
+    torch.manual_seed(0)
+    model = TinyRegressor()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    evaluation = TinyDataset(16, 1)
+    trainer = Trainer(
+        model=model,
+        args=_args(tmp_path, eval_strategy="steps", eval_steps=8),
+        train_dataset=TinyDataset(64, 0),
+        eval_dataset=evaluation,
+        compute_metrics=mae,
+        optimizers=(opt, trial.scheduler(opt)),
+        callbacks=[HuggingFaceReporter(trial)],
+    )
+    trainer.train()
+    assert [epoch for epoch, _ in trial.reports] == [1, 2, 3]
+    assert all(set(m) == {"eval_loss", "eval_mae"} for _, m in trial.reports)
+    with torch.no_grad():
+        expected = float((model(evaluation.x)["logits"] - evaluation.y).abs().mean())
+    assert trial.reports[-1][1]["eval_mae"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_huggingface_reporter_ignores_evaluations_after_training(tmp_path):
+    """A final ``trainer.evaluate(test_set)`` is not an epoch of training: not reported."""
+    from lrlab.lab.callbacks import HuggingFaceReporter
+
+    trial = RecordingTrial(CLR)
+    torch.manual_seed(0)
+    model = TinyRegressor()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = Trainer(
+        model=model,
+        args=_args(tmp_path, max_steps=-1, num_train_epochs=2, eval_strategy="epoch"),
+        train_dataset=TinyDataset(64, 0),
+        eval_dataset=TinyDataset(16, 1),
+        optimizers=(opt, trial.scheduler(opt)),
+        callbacks=[HuggingFaceReporter(trial)],
+    )
+    trainer.train()
+    test = trainer.evaluate(TinyDataset(16, 2), metric_key_prefix="test")
+    assert "test_loss" in test
+    assert [epoch for epoch, _ in trial.reports] == [1, 2]
+    assert all(set(m) == {"eval_loss"} for _, m in trial.reports)
+
+
+def test_huggingface_reporter_reports_several_eval_sets_as_one_epoch(tmp_path):
+    """``eval_dataset={"a": ..., "b": ...}``: two ``on_evaluate`` calls at the same step, reported
+    under the same epoch (the lab's trial merges them into one row)."""
+    from lrlab.lab.callbacks import HuggingFaceReporter
+
+    trial = RecordingTrial(CLR)
+    torch.manual_seed(0)
+    model = TinyRegressor()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = Trainer(
+        model=model,
+        args=_args(tmp_path, max_steps=-1, num_train_epochs=2, eval_strategy="epoch"),
+        train_dataset=TinyDataset(64, 0),
+        eval_dataset={"a": TinyDataset(16, 1), "b": TinyDataset(16, 2)},
+        optimizers=(opt, trial.scheduler(opt)),
+        callbacks=[HuggingFaceReporter(trial)],
+    )
+    trainer.train()
+    assert [(epoch, set(m)) for epoch, m in trial.reports] == [
+        (1, {"eval_a_loss"}),
+        (1, {"eval_b_loss"}),
+        (2, {"eval_a_loss"}),
+        (2, {"eval_b_loss"}),
+    ]
+
+
+def test_docs_trial_snippet(tmp_path, monkeypatch):
+    """The ``hf-trial`` snippet of docs/integrations.md: its ``train(trial)`` reports every epoch."""
+    text = (Path(__file__).parents[1] / "docs" / "integrations.md").read_text()
+    code = re.search(r"<!-- snippet: hf-trial -->\s*```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "docs/integrations.md[hf-trial]", "exec"), namespace)
+    trial = RecordingTrial(CLR, settings={"epochs": 3}, seed=1)
+    namespace["train"](trial)
+    assert [epoch for epoch, _ in trial.reports] == [1, 2, 3]
+    assert all({"eval_loss"} <= set(m) for _, m in trial.reports)

@@ -252,3 +252,152 @@ def test_docs_snippet(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(code, "docs/integrations.md[lightning]", "exec"), namespace)
+
+
+# --------------------------------------------------------------------------------------------
+# lrlab.lab.callbacks.LightningReporter: a trial function that trains with Lightning
+
+
+class RecordingTrial:
+    """A stand-in for the lab's trial object: a schedule, ``scheduler(opt)``, and the reports."""
+
+    def __init__(self, schedule, settings=None, seed=0):
+        self.schedule = schedule
+        self.settings = dict(settings or {})
+        self.seed = seed
+        self.reports: list[tuple[int, dict]] = []
+
+    def scheduler(self, optimizer):
+        return Scheduler(optimizer, self.schedule)
+
+    def report(self, epoch, **metrics):
+        self.reports.append((epoch, metrics))
+
+
+class ReportingModule(TinyModule):
+    """Logs a training loss reduced per epoch and two validation metrics, and keeps its own copy
+    of every value, so the reports can be checked against what the module computed."""
+
+    def __init__(self, trial):
+        super().__init__(
+            lambda opt: {
+                "optimizer": opt,
+                "lr_scheduler": {"scheduler": trial.scheduler(opt), "interval": "step"},
+            }
+        )
+        self.batch_losses: list[list[float]] = []
+        self.val_abs: list[float] = []
+
+    def on_train_epoch_start(self):
+        self.batch_losses.append([])
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.batch_losses[-1].append(float(loss.detach()))
+        self.log("train_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def on_validation_epoch_end(self):
+        super().on_validation_epoch_end()
+        x, y = self.val_dataloader().dataset.tensors
+        with torch.no_grad():
+            value = float((self.head(self.body(x)) - y).abs().mean())
+        self.val_abs.append(value)
+        self.log("val_mae", value)  # logged at epoch end: reported too
+
+
+def _fit_reporting(tmp_path, trial, **trainer_options):
+    from lrlab.lab.callbacks import LightningReporter
+
+    torch.manual_seed(0)
+    module = ReportingModule(trial)
+    logger = MemoryLogger()
+    options = dict(
+        max_epochs=EPOCHS,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        callbacks=[LearningRateMonitor(logging_interval="step"), LightningReporter(trial)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+        default_root_dir=tmp_path,
+    )
+    options.update(trainer_options)
+    pl.Trainer(**options).fit(module)
+    return module, logger
+
+
+def test_lightning_reporter_reports_every_validated_epoch(tmp_path):
+    """One report per epoch (1-based), with this epoch's validation and training values: the
+    sanity check is not reported, ``train_loss`` is the mean of the epoch's batch losses, and the
+    scheduler from ``trial.scheduler(opt)`` drives the rates Lightning logs."""
+    trial = RecordingTrial(CLR)
+    module, logger = _fit_reporting(tmp_path, trial, num_sanity_val_steps=2)
+    assert [epoch for epoch, _ in trial.reports] == list(range(1, EPOCHS + 1))
+    # LearningRateMonitor adds the rates it logs to callback_metrics: they are reported as well
+    names = {"train_loss", "val_loss", "val_mae", "lr-SGD/pg1", "lr-SGD/pg2"}
+    assert all(set(m) == names for _, m in trial.reports)
+    assert all(type(v) is float for _, m in trial.reports for v in m.values())
+    # the module recorded EPOCHS validations besides the sanity check's (which came first)
+    val_losses = module.val_losses[-EPOCHS:]
+    assert [m["val_loss"] for _, m in trial.reports] == pytest.approx(val_losses, rel=1e-6)
+    assert [m["val_mae"] for _, m in trial.reports] == pytest.approx(
+        module.val_abs[-EPOCHS:], rel=1e-6
+    )
+    train_means = [sum(b) / len(b) for b in module.batch_losses]
+    assert [m["train_loss"] for _, m in trial.reports] == pytest.approx(train_means, rel=1e-6)
+    steps = range(EPOCHS * BATCHES)
+    assert logger.series("lr-SGD/pg1") == pytest.approx([CLR(t) for t in steps], rel=1e-12)
+    last_steps = [e * BATCHES - 1 for e in range(1, EPOCHS + 1)]  # float32 in callback_metrics
+    assert [m["lr-SGD/pg1"] for _, m in trial.reports] == pytest.approx(
+        [CLR(t) for t in last_steps], rel=1e-6
+    )
+
+
+def test_lightning_reporter_skips_epochs_without_validation(tmp_path):
+    trial = RecordingTrial(RALR)
+    _fit_reporting(tmp_path, trial, check_val_every_n_epoch=2, num_sanity_val_steps=0)
+    assert [epoch for epoch, _ in trial.reports] == [2, 4]
+    assert all("val_loss" in m for _, m in trial.reports)
+
+
+def test_lightning_reporter_without_validation_reports_every_epoch(tmp_path):
+    trial = RecordingTrial(RALR)
+    _fit_reporting(tmp_path, trial, limit_val_batches=0)
+    assert [epoch for epoch, _ in trial.reports] == list(range(1, EPOCHS + 1))
+    assert all(set(m) == {"train_loss", "lr-SGD/pg1", "lr-SGD/pg2"} for _, m in trial.reports)
+
+
+def test_lightning_reporter_stops_the_fit_when_report_raises(tmp_path):
+    """A trial's report may end the trial (a diverged metric): the exception leaves ``fit``."""
+
+    class Diverged(Exception):
+        pass
+
+    class StopAtTwo(RecordingTrial):
+        def report(self, epoch, **metrics):
+            super().report(epoch, **metrics)
+            if epoch == 2:
+                raise Diverged("val_loss is nan")
+
+    trial = StopAtTwo(CLR)
+    with pytest.raises(Diverged):
+        _fit_reporting(tmp_path, trial, num_sanity_val_steps=0)
+    assert [epoch for epoch, _ in trial.reports] == [1, 2]
+
+
+def test_docs_trial_snippet(tmp_path, monkeypatch):
+    """The ``lightning-trial`` snippet of docs/integrations.md: its ``train(trial)`` reports every epoch."""
+    text = (Path(__file__).parents[1] / "docs" / "integrations.md").read_text()
+    code = re.search(r"<!-- snippet: lightning-trial -->\s*```python\n(.*?)```", text, re.S).group(
+        1
+    )
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "docs/integrations.md[lightning-trial]", "exec"), namespace)
+    trial = RecordingTrial(CLR, settings={"epochs": 3}, seed=1)
+    namespace["train"](trial)
+    assert [epoch for epoch, _ in trial.reports] == [1, 2, 3]
+    assert all({"train_loss", "val_loss"} <= set(m) for _, m in trial.reports)
