@@ -375,7 +375,8 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(tmp_path):
         resumed = rows(store, study.name)
         attempts = store.attempts()
     with Store(tmp_path / "uninterrupted.sqlite") as store:
-        run_sweep(study, store, workers=0, progress=False)
+        # one by one, as the slow trial function (a custom trainer) ran them
+        run_sweep(study, store, workers=0, progress=False, batch_trials=1)
         uninterrupted = rows(store, study.name)
     assert len(resumed) == 9 and resumed == uninterrupted
 
@@ -424,33 +425,31 @@ def test_a_trial_that_returns_something_else_than_a_result_fails_only_itself(tmp
 
 
 def test_batched_units_go_to_the_batched_trainer_and_are_recorded_one_by_one(tmp_path, monkeypatch):
-    """The hook for lrlab.lab.batched: units of up to K specs with the same batch_key go to
-    train_trials as one call; each trial is claimed and recorded on its own."""
-    import types
+    """Units of up to K specs with the same batch_key go to train_trials as one call, split
+    into balanced batches (plan_batches); each trial is claimed and recorded on its own."""
+    from lrlab.lab import batched
 
     calls = []
 
-    def train_trials(specs, *, device=None, threads=1):
+    def train_trials(specs, *, device=None, threads=1, on_epoch=None):
         calls.append([s.key() for s in specs])
         return [fake_trial(s) for s in specs]
 
-    fake = types.ModuleType("lrlab.lab.batched")
-    fake.train_trials = train_trials
-    fake.batch_key = lambda spec: spec.schedule["lr"] > 0.07  # two groups: a and b
-    monkeypatch.setitem(sys.modules, "lrlab.lab.batched", fake)
+    monkeypatch.setattr(batched, "train_trials", train_trials)
+    monkeypatch.setattr(batched, "batch_key", lambda spec: spec.schedule["lr"] > 0.07)
     study = fake_study(tmp_path, seeds=4)
     with Store(tmp_path / "r.sqlite") as store:
         summary = run_sweep(study, store, workers=0, batch_trials=3, progress=False)
         assert (summary.done, summary.failed) == (8, 0)
         assert set(store.attempts().values()) == {1}
         trials = store.study_trials(study.name)
-    # 4 per group in units of at most 3; a unit of one trial is trained one by one (the trainer)
-    assert sorted(map(len, calls)) == [3, 3]
+    # 4 per group in units of at most 3, balanced: two units of 2 per group
+    assert sorted(map(len, calls)) == [2, 2, 2, 2]
     for keys in calls:
         assert len({next(c.schedule for c in study.cells if c.key == k) for k in keys}) == 1
-    batched = {k for keys in calls for k in keys}
-    assert {t.final["test_acc"] for t in trials if t.key in batched} == {
-        fake_trial(c.spec).final_test_acc for c in study.cells if c.key in batched
+    batched_keys = {k for keys in calls for k in keys}
+    assert {t.final["test_acc"] for t in trials if t.key in batched_keys} == {
+        fake_trial(c.spec).final_test_acc for c in study.cells if c.key in batched_keys
     }
 
 

@@ -514,8 +514,8 @@ def train_trials(
     """Train ``specs`` and return their results, in order, as :func:`train_trial` would.
 
     Specs with one :func:`batch_key` and a batchable model train as one batch (all of them:
-    split a study with :func:`plan_batches` first); others, and a lone spec, go to
-    ``train_trial`` one by one (so K = 1 is exactly today's trainer). ``task`` is an already
+    split a study with :func:`plan_batches` first), a lone spec too, so that a trial's numbers
+    do not depend on its batch-mates; other models go to ``train_trial`` one by one. ``task`` is an already
     loaded task; by default each group's task is loaded once per process (and kept for the
     next call); ``on_epoch(spec, record)`` is called
     after each trial's epoch; ``engine`` overrides :data:`BATCHED_ENGINES` (``"bmm"`` or
@@ -530,7 +530,7 @@ def train_trials(
         group = [specs[i] for i in rows]
         # loaded once per process (also for the one-by-one fallback) unless given
         data = task if task is not None else _cached_task(group[0], resolve_device(device))
-        if len(group) == 1 or not batchable(group[0].model):
+        if not batchable(group[0].model):
             out = [_one_by_one(s, device, threads, data, on_epoch, keep_best_state) for s in group]
         else:
             engine_name = engine or BATCHED_ENGINES[group[0].model]

@@ -38,6 +38,12 @@ EpochTick = Callable[[str, int], Any]
 Unit = list  # list[TrialSpec]: what an executor runs as one piece of work
 
 
+class Batch(list):
+    """A unit trained as one computation by :func:`lrlab.lab.batched.train_trials`, even when it
+    holds one spec: a trial's numbers then do not depend on what it was batched with (a resumed
+    sweep batches the remaining trials differently)."""
+
+
 def default_workers() -> int:
     """One worker per CPU core, each with one torch thread: every core busy, no oversubscription."""
     return max(1, os.cpu_count() or 1)
@@ -159,10 +165,10 @@ def execute_unit(
 ) -> list[tuple[Any, str | None]]:
     """Run a unit of work; one ``(result, None)`` or ``(None, one-line error)`` per spec.
 
-    A unit of more than one spec goes to :func:`lrlab.lab.batched.train_trials` (one
-    computation); if that raises, every trial of the unit fails with its error.
+    A :class:`Batch` goes to :func:`lrlab.lab.batched.train_trials` (one computation); if that
+    raises, every trial of the unit fails with its error.
     """
-    if len(specs) > 1 and trial_fn is None:
+    if isinstance(specs, Batch) and trial_fn is None:
         try:
             from lrlab.lab.batched import train_trials
 
@@ -596,7 +602,7 @@ def _units(cells: list, batch_trials: int, workers: int) -> list[list]:
 
     by_spec = {id(c.spec): c for c in cells}
     batches = plan_batches([c.spec for c in cells], batch_trials, workers)
-    return [[by_spec[id(spec)] for spec in batch] for batch in batches]
+    return [Batch(by_spec[id(spec)] for spec in batch) for batch in batches]
 
 
 def batch_trials_for(study, *, device: str | None, workers: int, custom_trainer: bool) -> int:
@@ -625,7 +631,7 @@ class _Run:
     def claimed_units(self, units: list[list]) -> Iterator[list[TrialSpec]]:
         """Each unit with the cells this run could claim (skipping finished or others' ones)."""
         for unit in units:
-            specs = []
+            specs = Batch() if isinstance(unit, Batch) else []
             for cell in unit:
                 if cell.key not in self.attempted and self.store.claim(
                     cell.key, self.owner, self.lease
