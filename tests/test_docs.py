@@ -109,46 +109,12 @@ PRELUDES = {
 
 #: (file, a phrase of the block) -> the error it fails with today (owner in brackets); owners
 #: fix these blocks, then the entry goes (a listed block that passes fails the test)
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("docs/integrations.md", 'return {"optimizer": opt, "lr_scheduler"'): "SyntaxError: "
-    "'return' outside function (a fragment) [examples]",
-    ("docs/integrations.md", "class FeedEvalLoss(TrainerCallback)"): "NameError: name "
-    "'Trainer' is not defined; Trainer(...) is a fragment [examples]",
-    ("docs/integrations.md", "--spec spec.json --out result.json"): "torchrun: there is no "
-    "spec.json [examples]",
-    ("docs/lab-compare.md", "lrlab compare --list               # the built-in studies"): "no "
-    "language; the commands train for minutes [labcore]",
-    ("docs/lab-compare.md", "unknown field 'epoch'"): "no language (sample output: text) [labcore]",
-    ("docs/lab-trainer.md", "load_task(name, *, data_dir=None"): "SyntaxError: an API listing "
-    "as python [labcore]",
-    ("docs/lab-trainer.md", "[--device auto|cpu|cuda]"): "a synopsis as bash; no spec.json "
-    "[labcore]",
-    ("docs/policies.md", '"trigger": "epoch" | "cutoff"'): "JSONDecodeError: a config shape "
-    "with | and // comments as json [drivers]",
-    ("docs/policies.md", "lrlab lr CONFIG --steps N --metrics FILE"): "no language (a "
-    "synopsis) [drivers]",
-    ("docs/policies.md", "[2.3026, 0.9, 0.62"): "no language (a file's content) [drivers]",
-    ("docs/range-test.md", "range_test(model, optimizer, loss_fn, train_data, *, val_data=None"): (
-        "SyntaxError: an API listing as python [finder]"
-    ),
-    ("docs/schedules.md", ">>> "): "doctests without their import line: NameError "
-    "(scripts/make_schedule_docs.py) [sched]",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 #: (file, a phrase of the block) -> why it is not run: blocks of documents owned by others that
 #: train for minutes or need a cluster and carry no skip marker yet (their owners add one, or a
 #: smaller budget the doc states; then the entry goes)
-NOT_RUN_HERE: dict[tuple[str, str], str] = {
-    ("docs/integrations.md", "--ray-address ray://head:10001"): "trains the clr study on Ray "
-    "(minutes) and needs a Ray cluster; tests/test_integration_ray.py runs a 4-trial study",
-    ("docs/integrations.md", "RayExecutor(workers=4"): "trains the 25-trial clr study on Ray "
-    "(minutes); tests/test_integration_ray.py runs a 4-trial study",
-    ("docs/lab-compare.md", 'load_study("default", seeds=3)'): "trains 24 trials of the "
-    "default study (minutes)",
-    ("docs/range-test.md", "--mode linear --start-lr 0.001 --end-lr 1 --repeats 5"): "three "
-    "range tests, 11 repeats in all (minutes on 2 cores); README.md runs `lrlab find` and "
-    "`lrlab lr cyclic.json` as here",
-}
+NOT_RUN_HERE: dict[tuple[str, str], str] = {}
 
 
 # --------------------------------------------------------------------------------------------
