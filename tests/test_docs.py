@@ -29,6 +29,9 @@ How a block is checked depends on its language (the word after the opening fence
     Parsed as JSON; a config (an object with a ``type``) is built with ``lrlab.from_config``.
 ``sql``
     Executed against an empty results database of the current schema (``lrlab.lab.store``).
+``pycon``
+    An interactive session: its ``>>>`` examples run as a doctest (fresh globals, flags
+    ``NORMALIZE_WHITESPACE`` and ``ELLIPSIS``); the output it shows is compared.
 ``text``, ``markdown``
     Not code (sample output, text proposed for another document), except that ``>>>`` examples
     in them run as doctests (each block with fresh globals, flags ``NORMALIZE_WHITESPACE`` and
@@ -51,10 +54,6 @@ Markers, in an HTML comment on the line before a block:
     Run by the test under ``tests/`` that extracts that snippet by name (often with the real
     framework, e.g. under ``torchrun``); ``test_named_snippet_is_run_by_a_test`` checks that
     such a test exists.
-
-``KNOWN_FAILURES`` lists blocks of documents this suite's author does not own that fail today,
-with the error, until their owners fix them; a listed block that passes makes the test fail, so
-that the entry is removed.
 """
 
 from __future__ import annotations
@@ -106,15 +105,6 @@ PRELUDES = {
     "docs/policies.md": _DATA + "validate = lambda model: 1.0  # a validation loss\n",
     "docs/range-test.md": _DATA,
 }
-
-#: (file, a phrase of the block) -> the error it fails with today (owner in brackets); owners
-#: fix these blocks, then the entry goes (a listed block that passes fails the test)
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
-
-#: (file, a phrase of the block) -> why it is not run: blocks of documents owned by others that
-#: train for minutes or need a cluster and carry no skip marker yet (their owners add one, or a
-#: smaller budget the doc states; then the entry goes)
-NOT_RUN_HERE: dict[tuple[str, str], str] = {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,14 +162,7 @@ def read_blocks(path: Path, text: str | None = None) -> list[Block]:
     return blocks
 
 
-def _not_run_here(block: Block) -> Block:
-    for (file, phrase), reason in NOT_RUN_HERE.items():
-        if block.skip is None and block.file == file and phrase in block.code:
-            return dataclasses.replace(block, skip=f"{reason} [NOT_RUN_HERE]")
-    return block
-
-
-ALL_BLOCKS = [_not_run_here(block) for path in DOCS for block in read_blocks(path)]
+ALL_BLOCKS = [block for path in DOCS for block in read_blocks(path)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,8 +391,11 @@ def _has_examples(block: Block) -> bool:
 def run_file(blocks: list[Block], folder: Path) -> dict[Block, str]:
     """Every runnable block of one file: Python first (one process), then the rest in order."""
     unmarked = [b for b in blocks if b.skip is None and b.snippet is None]
-    examples = {b: run_doctest(b) for b in unmarked if b.lang in NOT_CODE and _has_examples(b)}
-    runnable = [b for b in unmarked if b.lang not in NOT_CODE]
+    sessions = [
+        b for b in unmarked if b.lang == "pycon" or (b.lang in NOT_CODE and _has_examples(b))
+    ]
+    examples = {b: run_doctest(b) for b in sessions}
+    runnable = [b for b in unmarked if b.lang not in NOT_CODE and b.lang != "pycon"]
     python = [b for b in runnable if b.lang == "python"]
     errors = run_python(python, folder, PRELUDES.get(blocks[0].file)) if python else {}
     for block in runnable:
@@ -430,13 +416,6 @@ def run_file(blocks: list[Block], folder: Path) -> dict[Block, str]:
     return errors
 
 
-def _known(block: Block) -> str | None:
-    for (file, phrase), error in KNOWN_FAILURES.items():
-        if block.file == file and phrase in block.code:
-            return error
-    return None
-
-
 # --------------------------------------------------------------------------------------------
 # The tests
 
@@ -447,10 +426,7 @@ def test_every_block_of_the_doc_runs(path, tmp_path):
     if not blocks:
         pytest.skip("no code blocks")
     errors = run_file(blocks, prepare_folder(tmp_path))
-    unexpected = [f"{b.where}: {e}" for b, e in errors.items() if _known(b) is None]
-    fixed = [b.where for b in blocks if _known(b) is not None and b not in errors]
-    assert not unexpected, "\n\n".join(unexpected)
-    assert not fixed, f"these blocks run now: remove them from KNOWN_FAILURES: {fixed}"
+    assert not errors, "\n\n".join(f"{b.where}: {e}" for b, e in errors.items())
 
 
 SKIPPED = [b for b in ALL_BLOCKS if b.skip is not None]
