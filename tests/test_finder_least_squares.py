@@ -103,8 +103,7 @@ def test_ratios_are_not_far_below_the_edge_on_the_whole():
                 RATIOS[case] = sug.max_lr / edge
     ratios = np.array(list(RATIOS.values()))
     print(
-        "\nmax_lr / edge over all cases: min %.3f median %.3f max %.3f"
-        % (ratios.min(), np.median(ratios), ratios.max())
+        f"\nmax_lr / edge over all cases: min {ratios.min():.3f} median {np.median(ratios):.3f} max {ratios.max():.3f}"
     )
     assert np.median(ratios) >= 0.6
     assert ratios.max() < 1.0

@@ -58,12 +58,13 @@ def _rates(config: dict, steps: int):
     import numpy as np
 
     from lrlab.policies import as_driver
+    from lrlab.schedules import from_config
 
     driver = as_driver(config)
     if driver.stateful:
         state = driver.init()
         return np.array([driver.value(state, t) for t in range(steps)]), True
-    return driver.schedule.values(steps), False
+    return from_config(config).values(steps), False
 
 
 def study_curves(study) -> tuple[dict, dict]:

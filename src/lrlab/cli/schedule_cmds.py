@@ -328,7 +328,7 @@ def describe_types() -> list[dict]:
     rows = []
     for name, cls in sorted(REGISTRY.items()):
         params = []
-        for f in dataclasses.fields(cls):
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # every registered type is a dataclass
             if not f.init:
                 continue
             if f.default is not dataclasses.MISSING:

@@ -105,7 +105,7 @@ def _keep_freed_memory() -> None:
 # What can train together
 
 
-def not_batchable_reason(model: str) -> str | None:
+def not_batchable_reason(model: str | None) -> str | None:
     """``None`` when model ``model`` trains batched, else why it trains one by one.
 
     >>> not_batchable_reason("cnn") is None
@@ -121,7 +121,7 @@ def not_batchable_reason(model: str) -> str | None:
     )
 
 
-def batchable(model: str) -> bool:
+def batchable(model: str | None) -> bool:
     """Whether trials of model ``model`` train K at a time (see :func:`not_batchable_reason`)."""
     return not_batchable_reason(model) is None
 
@@ -311,7 +311,7 @@ def _build_stack(specs: Sequence[TrialSpec], task, dev: torch.device, engine: st
     for spec in specs:
         rate = TrialRate(from_config(spec.schedule))
         torch.manual_seed(spec.seed)
-        models.append(build_model(spec.model, task))
+        models.append(build_model(str(spec.model), task))
         order = torch.Generator(device="cpu").manual_seed(derive_seed(spec.seed, "batch-order"))
         trials.append(_Trial(spec, rate, order))
     net = make_net(models[0].to(dev), engine)
@@ -533,7 +533,7 @@ def train_trials(
         if not batchable(group[0].model):
             out = [_one_by_one(s, device, threads, data, on_epoch, keep_best_state) for s in group]
         else:
-            engine_name = engine or BATCHED_ENGINES[group[0].model]
+            engine_name = engine or BATCHED_ENGINES[str(group[0].model)]
             out = _train_batch(group, device, threads, data, on_epoch, keep_best_state, engine_name)
         for i, result in zip(rows, out):
             results[i] = result
@@ -557,12 +557,14 @@ _TASK_CACHE: dict[tuple, Any] = {}
 
 
 def _cached_task(spec: TrialSpec, dev: torch.device):
-    from lrlab.lab.tasks import load_task
+    from lrlab.lab.tasks import load_any_task
 
-    key = (spec.task, spec.data_dir, str(dev))
+    key = (spec.task, spec.data_dir, spec.code_dir, str(dev))
     if key not in _TASK_CACHE:
         _TASK_CACHE.clear()  # one task at a time keeps memory flat
-        _TASK_CACHE[key] = load_task(spec.task, data_dir=spec.data_dir, device=dev)
+        _TASK_CACHE[key] = load_any_task(
+            spec.task or "", data_dir=spec.data_dir, code_dir=spec.code_dir, device=dev
+        )
     return _TASK_CACHE[key]
 
 
