@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -228,3 +229,25 @@ def test_a_failing_user_trial_sets_the_exit_status_and_the_report_shows_it(
     assert "1 trial(s) failed" in err
     report = (tmp_path / "lrlab-out" / "s" / "report.md").read_text()
     assert "ValueError: seed 1 is cursed" in report
+
+
+def test_preview_plots_the_study_and_trains_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    assert main(["compare", "tiny.toml", "--preview", "-o", "lr.pdf"]) == 0
+    assert (tmp_path / "lr.pdf").read_bytes().startswith(b"%PDF")
+    assert "preview: lr.pdf" in capsys.readouterr().out
+    assert not (tmp_path / "lrlab-out" / "tiny" / "results.sqlite").exists()
+
+
+def test_until_decided_reports_seeds_per_schedule(tmp_path, monkeypatch, capsys):
+    """Seeds are added until decided or the cap: the table gives each schedule's seed count."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    args = ["compare", "tiny.toml", "--workers", "0", "--no-progress", "--until-decided"]
+    assert main([*args, "--max-seeds", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "seeds" in out and "cosine" in out
+    summary = json.loads((tmp_path / "lrlab-out" / "tiny" / "summary.json").read_text())
+    seeds = {row["schedule"]: row["seeds"] for row in summary["until_decided"]["schedules"]}
+    assert 3 <= seeds["cosine"] <= 4

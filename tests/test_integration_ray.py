@@ -145,3 +145,24 @@ def test_lrlab_compare_executor_ray(ray_executor, tmp_path, capsys):
         "0 trials run (0 done, 0 diverged, 0 failed), 4 already in the database"
         in capsys.readouterr().err
     )
+
+
+def test_a_ray_client_address_without_grpc_is_one_line(monkeypatch):
+    """``ray://`` needs Ray Client (grpcio); without it the user gets one line, not a traceback."""
+    import builtins
+
+    from lrlab.errors import LrlabError
+    from lrlab.lab.ray_executor import _check_client
+
+    real_import = builtins.__import__
+
+    def no_grpc(name, *args, **kwargs):
+        if name == "grpc":
+            raise ImportError("No module named 'grpc'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_grpc)
+    with pytest.raises(LrlabError) as info:
+        _check_client("ray://head:10001")
+    assert "ray[client]" in str(info.value) and "\n" not in str(info.value)
+    _check_client("127.0.0.1:6379")  # a plain address needs no client

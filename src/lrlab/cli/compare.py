@@ -310,6 +310,17 @@ def _executor(args: argparse.Namespace):
     )
 
 
+def _sweep_options(args: argparse.Namespace, executor, err_console) -> dict:
+    """The keywords of :func:`lrlab.lab.sweep.run_sweep` that the command line sets."""
+    return {
+        "executor": executor,
+        "progress": not args.no_progress,
+        "console": err_console,
+        "time_limit": args.time_limit,
+        "batch_trials": args.batch_trials,
+    }
+
+
 def _until_decided(args: argparse.Namespace, study, store, db: Path, err_console):
     from lrlab.lab.sequential import run_until_decided
     from lrlab.lab.sweep import cell_trainer
@@ -322,15 +333,7 @@ def _until_decided(args: argparse.Namespace, study, store, db: Path, err_console
     err_console.print(f"results: {db}", highlight=False)
     executor = _executor(args)
     try:
-        train_cells = cell_trainer(
-            study,
-            store,
-            executor=executor,
-            progress=not args.no_progress,
-            console=err_console,
-            time_limit=args.time_limit,
-            batch_trials=args.batch_trials,
-        )
+        train_cells = cell_trainer(study, store, **_sweep_options(args, executor, err_console))
         budget_s = None if args.budget is None else 60.0 * args.budget
         return run_until_decided(
             study.to_dict(), store, train_cells, max_seeds=args.max_seeds, budget_s=budget_s
@@ -350,15 +353,7 @@ def _sweep(args: argparse.Namespace, study, store, db: Path, err_console) -> Non
     err_console.print(f"results: {db}", highlight=False)
     executor = _executor(args)
     try:
-        summary = run_sweep(
-            study,
-            store,
-            executor=executor,
-            progress=not args.no_progress,
-            console=err_console,
-            time_limit=args.time_limit,
-            batch_trials=args.batch_trials,
-        )
+        summary = run_sweep(study, store, **_sweep_options(args, executor, err_console))
     finally:
         executor.close()
     others = f", {summary.by_others} by another run" if summary.by_others else ""

@@ -75,6 +75,19 @@ def _runtime_env(spec: Any) -> dict | None:
     return {"working_dir": spec.code_dir, "excludes": list(SHIPPING_EXCLUDES)}
 
 
+def _check_client(address: str) -> None:
+    """A ``ray://`` address needs Ray Client (grpcio): say so in one line, not a traceback."""
+    if not address.startswith("ray://"):
+        return
+    try:
+        import grpc  # noqa: F401  (what ray.util.client needs)
+    except ImportError:
+        raise LrlabError(
+            f"--ray-address {address}: Ray Client needs grpcio: pip install 'ray[client]' "
+            "(lrlab's integrations extra installs it)"
+        ) from None
+
+
 class RayExecutor:
     """Trials as Ray tasks. See the module docstring.
 
@@ -134,6 +147,7 @@ class RayExecutor:
                 "logging_level": logging.WARNING,
             }
             if self.address is not None:
+                _check_client(self.address)
                 kwargs["address"] = self.address
             else:
                 cpus = self.num_cpus

@@ -675,17 +675,13 @@ def run_sweep(
     poll: float | None = None,
 ) -> SweepSummary:
     """Run every trial of ``study`` (or of its ``cells``, ``(schedule, seed)`` pairs) that the
-    store has not finished; commit each as it returns.
-
-    ``executor`` defaults to the local process pool with ``workers`` processes (``None``: see
-    :func:`default_workers`; ``0``: run inline). ``trial_fn`` replaces the trainer (it must be
-    picklable, a module-level function, for a process pool). Cells that share a spec (hence a
-    key) are trained once. ``time_limit`` (default: the study's) fails a trial that runs longer.
-    ``batch_trials`` is K, the most trials trained as one computation (``None``: chosen from
-    memory and cores, see :func:`batch_trials_for`; ``1``: one by one).
-    Trials that another run holds a claim on are waited for (polling every ``poll`` seconds)
-    and taken over if that run dies, so the call returns when every selected trial is finished
-    or was tried once by this run.
+    store has not finished; commit each as it returns. ``executor``: the local pool with
+    ``workers`` processes by default (``0``: inline); ``trial_fn`` replaces the trainer (a
+    module-level function for a pool); ``time_limit`` (default: the study's) fails a trial that
+    runs longer; ``batch_trials`` is K (``None``: :func:`batch_trials_for`; ``1``: one by one).
+    Cells that share a key are trained once; trials another run holds a claim on are waited for
+    (every ``poll`` s) and taken over if it dies: the call returns when every selected trial is
+    finished or was tried once by this run.
     """
     start = time.perf_counter()
     study, selected = _select(study, cells)
@@ -703,19 +699,12 @@ def run_sweep(
             "local", workers=workers, trial_fn=trial_fn, device=device, threads=threads
         )
     todo = [c for c in unique if c.key not in finished_before]
-    n_workers = max(1, getattr(executor, "workers", 1))
-    if batch_trials is None:
-        custom = trial_fn is not None or getattr(executor, "trial_fn", None) is not None
-        batch_trials = batch_trials_for(
-            study, device=device, workers=n_workers, custom_trainer=custom
-        )
+    batching = _batching(study, executor, batch_trials, trial_fn, device)
     counts = run.counts
     bar = _start_bar(progress, console, study, len(unique), len(todo))
     heartbeat = _Heartbeat(store.path, run.owner, run.lease)
     try:
-        by_others = _sweep_rounds(
-            run, executor, todo, (batch_trials, n_workers), limit, bar, names, study, poll
-        )
+        by_others = _sweep_rounds(run, executor, todo, batching, limit, bar, names, study, poll)
     finally:
         heartbeat.stop()
         store.release(run.owner)
@@ -727,6 +716,18 @@ def run_sweep(
     seconds = time.perf_counter() - start
     total, skipped, ran = len(unique), len(finished_before), sum(counts.values())
     return SweepSummary(study.name, total, skipped, ran, done, diverged, failed, seconds, by_others)
+
+
+def _batching(study, executor, batch_trials, trial_fn, device) -> tuple[int, int]:
+    """``(K, workers)``: the batch size (given, or :func:`batch_trials_for`) and the workers
+    the batches are spread over."""
+    workers = max(1, getattr(executor, "workers", 1))
+    if batch_trials is None:
+        custom = trial_fn is not None or getattr(executor, "trial_fn", None) is not None
+        batch_trials = batch_trials_for(
+            study, device=device, workers=workers, custom_trainer=custom
+        )
+    return batch_trials, workers
 
 
 def _start_bar(progress: bool, console, study, total: int, todo: int) -> _Progress | None:
