@@ -27,3 +27,27 @@ def _timm_scheduler_without_models() -> None:
 
 
 _timm_scheduler_without_models()
+
+#: Test files that start real frameworks (DDP, Ray, Lightning, HF, torch.compile, JAX/Keras),
+#: subprocesses or whole studies: marked ``integration``, so that ``pytest -m "not integration"``
+#: is the fast suite a developer runs while editing.
+INTEGRATION_FILES = (
+    "test_integration_",
+    "test_examples",
+    "test_docs",
+    "test_export",
+    "test_lab_concurrency",
+    "test_lab_ray_usercode",
+    "test_lab_torchrun",
+    "test_lab_sweep",
+    "test_cli_compare",
+    "test_finder_cli",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        if item.path.name.startswith(INTEGRATION_FILES):
+            item.add_marker(pytest.mark.integration)

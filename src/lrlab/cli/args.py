@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
+
+from lrlab.errors import ConfigError
 
 #: the most steps ``lrlab lr`` / ``lrlab plot`` evaluate: 10**8 float64 rates are 800 MB
 MAX_STEPS = 10**8
@@ -35,3 +38,29 @@ def positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
     return value
+
+
+#: Device names --device accepts (``cuda:N`` too).
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def check_device(device: str | None) -> None:
+    """A device name from :data:`DEVICES` that this machine has, else a one-line ConfigError."""
+    if device in (None, "auto"):
+        return
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", str(device)):
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cpu":
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available here (use --device cpu)")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: MPS is not available here (use --device cpu)")

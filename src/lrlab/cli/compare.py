@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
-from lrlab.cli.args import int_at_least, positive_float
+from lrlab.cli.args import check_device, int_at_least, positive_float
 from lrlab.errors import ConfigError
 
 
@@ -195,32 +194,6 @@ def _list_studies() -> int:
         table.add_row(name, description)
     Console().print(table)
     return 0
-
-
-#: Device names --device accepts (``cuda:N`` too).
-DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-
-
-def check_device(device: str | None) -> None:
-    """A device name from :data:`DEVICES` that this machine has, else a one-line ConfigError."""
-    if device in (None, "auto"):
-        return
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", str(device)):
-        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if device == "cpu":
-        return
-    import torch
-
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {device}: CUDA is not available here (use --device cpu)")
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
-    elif not torch.backends.mps.is_available():
-        raise ConfigError("--device mps: MPS is not available here (use --device cpu)")
 
 
 def check_output(out: Path, db: Path) -> None:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from lrlab.atomic import atomic_write_text
-from lrlab.cli.args import int_at_least, positive_float
+from lrlab.cli.args import check_device, int_at_least, positive_float
 from lrlab.errors import ConfigError
 from lrlab.lab.contract import DEFAULT_OPTIMIZER
 
@@ -228,6 +228,7 @@ def _load_inputs(args: argparse.Namespace):
     opt_cfg = normalize_optimizer(_parse_optimizer(args.optimizer))
     if not args.start_lr < args.end_lr:
         raise ConfigError(f"--start-lr must be < --end-lr, got {args.start_lr} >= {args.end_lr}")
+    check_device(args.device)
     device = resolve_device(args.device)
     task = load_any_task(args.task, data_dir=args.data_dir, code_dir=code_dir, device=device)
     if is_code_ref(args.task) and not is_code_ref(args.model):
