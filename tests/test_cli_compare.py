@@ -249,5 +249,8 @@ def test_until_decided_reports_seeds_per_schedule(tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert "seeds" in out and "cosine" in out
     summary = json.loads((tmp_path / "lrlab-out" / "tiny" / "summary.json").read_text())
-    seeds = {row["schedule"]: row["seeds"] for row in summary["until_decided"]["schedules"]}
-    assert 3 <= seeds["cosine"] <= 4
+    rows = summary["until_decided"]["schedules"]
+    assert all(3 <= row["seeds"] <= 4 and row["pairs"] == row["seeds"] for row in rows), rows
+    with Store(tmp_path / "lrlab-out" / "tiny" / "results.sqlite") as store:
+        trials = store.study_trials("tiny")  # every seed a round added stays in the study
+    assert len({t.seed for t in trials if t.schedule == "cosine"}) == rows[0]["seeds"]

@@ -776,7 +776,13 @@ def cell_trainer(
     seeds-until-decided loop calls to add seeds where a comparison is still undecided: seeds
     beyond the study's own are added to it (and to its membership in the store)."""
 
+    grown = [study]  # the study with every seed asked for so far: each call keeps the earlier ones
+
     def train_cells(cells: list[tuple[str, int]]) -> SweepSummary:
-        return run_sweep(study, store, cells=cells, **options)
+        cells = list(cells)
+        extra = sorted({V.integer(k, "cells: seed", lo=0) for _, k in cells} - set(grown[0].seeds))
+        if extra:
+            grown[0] = grown[0].with_seeds((*grown[0].seeds, *extra))
+        return run_sweep(grown[0], store, cells=cells, **options)
 
     return train_cells
