@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lrlab import from_config
 from lrlab.lab.models import build_model
 from lrlab.lab.tasks import load_task
-from lrlab.lab.trainer import TrialSpec, make_optimizer, steps_per_epoch, train_trial
+from lrlab.lab.trainer import TrialSpec, iterations_per_epoch, make_optimizer, train_trial
 from lrlab.torch import Scheduler
 
 
@@ -90,7 +90,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     task = load_task(args.task, data_dir=args.data_dir, cache_dir=args.cache_dir, device="cpu")
-    steps = steps_per_epoch(len(task.y_train), args.batch_size)
+    steps = iterations_per_epoch(len(task.y_train), args.batch_size)
     spec = TrialSpec(
         task=args.task,
         model=args.model,

@@ -29,8 +29,8 @@ from lrlab.lab.trainer import (
     TrialSpec,
     derive_seed,
     evaluate,
+    iterations_per_epoch,
     normalize_optimizer,
-    steps_per_epoch,
     train_trial,
 )
 from lrlab.schedules import from_config
@@ -68,7 +68,7 @@ def numbers(result: TrialResult) -> list:
     ]
 
 
-STEPS = steps_per_epoch(720, BATCH)
+STEPS = iterations_per_epoch(720, BATCH)
 SCHEDULES = [
     {"type": "cosine", "lr": 0.05, "total": 3 * STEPS},
     {"type": "constant", "lr": 0.02},
@@ -106,7 +106,7 @@ def test_batch_orders_are_those_of_train_trial(task):
     # train_trial's generators, advanced epoch by epoch alongside the batch's
     gens = [torch.Generator().manual_seed(derive_seed(s.seed, "batch-order")) for s in specs]
     for _ in range(2):
-        run = B._start_epoch(stack, n, steps_per_epoch(n, BATCH), per_step=True)
+        run = B._start_epoch(stack, n, iterations_per_epoch(n, BATCH), per_step=True)
         for gen, perm in zip(gens, run.perms):
             assert torch.equal(perm, torch.randperm(n, generator=gen))
 

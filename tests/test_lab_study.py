@@ -18,7 +18,8 @@ from lrlab.lab.study import (
     parse_study,
 )
 from lrlab.lab.tasks import load_task
-from lrlab.lab.trainer import TrialSpec, steps_per_epoch
+from lrlab.lab.trainer import TrialSpec
+from lrlab.lab.trainer import iterations_per_epoch as batches_per_epoch
 
 TINY = textwrap.dedent(
     """
@@ -58,7 +59,7 @@ def write(tmp_path, text, name="study.toml"):
 
 
 def digits_iterations(batch_size):
-    return steps_per_epoch(len(load_task("digits").y_train), batch_size)
+    return batches_per_epoch(len(load_task("digits").y_train), batch_size)
 
 
 def test_builtin_studies_load_and_expand():

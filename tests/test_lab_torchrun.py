@@ -20,7 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import lrlab  # noqa: E402
-from lrlab.lab.trainer import TrialSpec, steps_per_epoch, train_trial  # noqa: E402
+from lrlab.lab.trainer import TrialSpec, iterations_per_epoch, train_trial  # noqa: E402
 
 # digits: 1,293 training samples = 19 * 68 + 1, so the last global batch holds one sample and
 # rank 1's shard of it is empty (the gradient must still be the global batch's mean)
@@ -152,7 +152,7 @@ def test_trial_under_torchrun_matches_the_single_process_trial(tmp_path):
     task = load_task("digits")
     n_train = len(task.y_train)
     assert n_train % SPEC["batch_size"] == 1  # the last batch: one sample, an empty shard on rank 1
-    per_epoch = steps_per_epoch(n_train, SPEC["batch_size"])
+    per_epoch = iterations_per_epoch(n_train, SPEC["batch_size"])
     clr = lrlab.from_config(CLR)
     for e in epochs:
         lrs = [clr(t) for t in range((e["epoch"] - 1) * per_epoch, e["epoch"] * per_epoch)]

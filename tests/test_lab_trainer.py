@@ -19,8 +19,8 @@ from lrlab.lab.trainer import (
     TrialResult,
     TrialSpec,
     evaluate,
+    iterations_per_epoch,
     normalize_optimizer,
-    steps_per_epoch,
     train_trial,
 )
 
@@ -99,7 +99,7 @@ def test_recorded_lr_per_step_equals_the_schedule(task):
     config = {"type": "cosine", "lr": 0.2, "total": 40, "end_lr": 0.001}
     spec = spec_for(config, epochs=3)
     result = train_trial(spec, task=task)
-    s = steps_per_epoch(len(task.y_train), BATCH)
+    s = iterations_per_epoch(len(task.y_train), BATCH)
     assert s == math.ceil(720 / BATCH)
     values = lrlab.schedules.from_config(config).values(3 * s)
     for record in result.epochs:

@@ -38,13 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lrlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"lrlab.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"lrlab.cli.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"lrlab.cli.{name}").register(sub)
     return parser
 
 

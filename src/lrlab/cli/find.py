@@ -322,11 +322,11 @@ def _print_config(args: argparse.Namespace, sug, per_epoch: int, console) -> Non
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from lrlab.lab.trainer import steps_per_epoch
+    from lrlab.lab.trainer import iterations_per_epoch
 
     console, err = Console(), Console(stderr=True)
     inputs = _load_inputs(args)
-    per_epoch = steps_per_epoch(len(inputs[0].y_train), args.batch_size)
+    per_epoch = iterations_per_epoch(len(inputs[0].y_train), args.batch_size)
     steps = args.steps if args.steps is not None else max(100, int(round(args.epochs * per_epoch)))
     progress = not args.no_progress and console.is_terminal
     result = _range_test(args, inputs, steps, per_epoch, progress)

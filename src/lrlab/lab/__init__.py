@@ -35,7 +35,7 @@ _EXPORTS = {
     # trainer
     "train_trial": "trainer",
     "evaluate": "trainer",
-    "steps_per_epoch": "trainer",
+    "iterations_per_epoch": "trainer",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -52,8 +52,8 @@ from lrlab.lab.trainer import (
     _EpochStats,
     _trial_environment,
     derive_seed,
+    iterations_per_epoch,
     resolve_device,
-    steps_per_epoch,
     train_trial,
 )
 from lrlab.policies.driver import as_driver
@@ -392,7 +392,7 @@ def _train_epoch(
 ) -> tuple[list[_EpochStats], list[_Left]]:
     """One pass over the training set, each trial in its own seeded order, at its own rates."""
     n, b = len(task.y_train), spec.batch_size
-    steps = steps_per_epoch(n, b)
+    steps = iterations_per_epoch(n, b)
     run = _start_epoch(stack, n, steps, spec.lr_interval == "step")
     left: list[_Left] = []
     seen = 0

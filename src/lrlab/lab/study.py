@@ -175,9 +175,9 @@ def iterations_per_epoch(
     task: str, batch_size: int, data_dir: str | None = None, code_dir: str | None = None
 ) -> int:
     """Optimizer iterations per epoch of ``task`` at ``batch_size``, as the trainer batches."""
-    from lrlab.lab.trainer import steps_per_epoch
+    from lrlab.lab.trainer import iterations_per_epoch as batches
 
-    return steps_per_epoch(_train_size(task, data_dir, code_dir), batch_size)
+    return batches(_train_size(task, data_dir, code_dir), batch_size)
 
 
 # --------------------------------------------------------------------------------------------

@@ -61,11 +61,11 @@ __all__ = [
     "TrialSpec",
     "derive_seed",
     "evaluate",
+    "iterations_per_epoch",
     "make_optimizer",
     "normalize_optimizer",
     "rank_and_world",
     "resolve_device",
-    "steps_per_epoch",
     "train_trial",
 ]
 
@@ -109,8 +109,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    """Optimizer steps in one epoch (the last, smaller batch is kept, like a DataLoader's
+def iterations_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer iterations (mini-batches) in one epoch (the last, smaller batch is kept, like a DataLoader's
     default): the factor between per-epoch and per-step schedule horizons."""
     return -(-int(n_train) // int(batch_size))
 
