@@ -42,6 +42,9 @@ INTEGRATION_FILES = (
     "test_lab_sweep",
     "test_cli_compare",
     "test_finder_cli",
+    "test_policies_torch",  # two gloo ranks, resumes in new processes
+    "test_lab_api",  # scripts run in subprocesses
+    "test_lab_trial",
 )
 
 
