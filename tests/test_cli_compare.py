@@ -254,3 +254,19 @@ def test_until_decided_reports_seeds_per_schedule(tmp_path, monkeypatch, capsys)
     with Store(tmp_path / "lrlab-out" / "tiny" / "results.sqlite") as store:
         trials = store.study_trials("tiny")  # every seed a round added stays in the study
     assert len({t.seed for t in trials if t.schedule == "cosine"}) == rows[0]["seeds"]
+
+
+@pytest.mark.parametrize("columns", ["80", "120", None])
+def test_the_printed_table_fits_and_never_cuts_a_number(tmp_path, monkeypatch, capsys, columns):
+    """``COLUMNS=80 lrlab compare`` and ``lrlab compare | cat``: no cell cut to '…'."""
+    monkeypatch.chdir(tmp_path)
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    assert main(["compare", "tiny.toml", "--workers", "0", "--no-progress"]) == 0
+    table = capsys.readouterr().out.split("report:")[0]
+    assert "…" not in table and "cosine" in table and "fixed" in table
+    width = int(columns) if columns else 180
+    assert max(len(line) for line in table.splitlines()) <= width

@@ -337,13 +337,20 @@ def _sweep(args: argparse.Namespace, study, store, db: Path, err_console) -> Non
     )
 
 
+def _pipe_width() -> int:
+    """The width of a table written to a pipe or a file: ``$COLUMNS`` when set, else a wide 180
+    (rich's 80-column default would stack columns nobody asked to narrow)."""
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) >= 40 else 180
+
+
 def _print_report(report, paths: dict, db: Path, decision=None) -> int:
     from rich.console import Console
 
     from lrlab.lab.report import rich_decision_table, rich_table
 
     # a pipe or a file gets a wide table rather than rich's 80-column default
-    out_console = Console() if sys.stdout.isatty() else Console(width=180)
+    out_console = Console() if sys.stdout.isatty() else Console(width=_pipe_width())
     out_console.print(rich_table(report))
     if decision is not None:
         out_console.print(rich_decision_table(decision))
