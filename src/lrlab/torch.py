@@ -18,7 +18,8 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from lrlab import validate
 from lrlab.errors import ConfigError
-from lrlab.policies.driver import Driver, as_driver, as_metric, config_of
+from lrlab.policies.driver import Driver, ScheduleDriver, as_driver, as_metric, config_of
+from lrlab.schedules.base import SCALAR
 
 STATE_FORMAT = "lrlab.torch.Scheduler"
 STATE_VERSION = 2
@@ -108,7 +109,7 @@ class _Driven:
 
     def __post_init__(self) -> None:
         self.single = len(self.drivers) == 1
-        self.value = self.drivers[0].value
+        self.value = _bound_value(self.drivers[0])
         self.plain = all(slot.plain for slot in self.slots)
 
     def write(self, groups: list[dict[str, Any]], values: list[float]) -> None:
@@ -120,6 +121,18 @@ class _Driven:
         if self.scales is None:
             return [values[i] for i in self.index]
         return [values[i] * k for i, k in zip(self.index, self.scales)]
+
+
+def _bound_value(driver: Driver) -> Any:
+    """``driver.value``; for a plain schedule its ``evaluate`` bound once, one call less a step."""
+    if not isinstance(driver, ScheduleDriver):
+        return driver.value
+    evaluate = driver.schedule.evaluate
+
+    def value(state: None, step: int) -> float:
+        return float(evaluate(float(step), SCALAR))
+
+    return value
 
 
 def _drivers_per_group(spec: Any, where: str, n_groups: int) -> tuple[list[Driver], list[int]]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from lrlab.schedules.base import (
     Schedule,
+    cached,
     check_choice,
     check_float,
     check_int,
@@ -57,6 +58,9 @@ class Cyclic(Schedule):
     step_size_down: int | None = None
     mode: str = "triangular"
     gamma: float = 1.0
+    _total: float = field(init=False, repr=False, compare=False, default=0.0)
+    _ratio: float = field(init=False, repr=False, compare=False, default=0.0)
+    _height: float = field(init=False, repr=False, compare=False, default=0.0)
 
     def __post_init__(self):
         check_float(self, "base_lr", lo=0)
@@ -67,12 +71,15 @@ class Cyclic(Schedule):
         check_int(self, "step_size_down", lo=1)
         check_choice(self, "mode", CYCLIC_MODES)
         check_float(self, "gamma", lo=0, lo_open=True, hi=1)
+        # derived once: evaluate runs on every optimizer step (benchmarks/step_overhead.py)
+        total = cached(self, "_total", float(self.step_size_up + (self.step_size_down or 0)))
+        cached(self, "_ratio", self.step_size_up / total)
+        cached(self, "_height", self.max_lr - self.base_lr)
 
     def evaluate(self, t, ops):
-        total = float(self.step_size_up + (self.step_size_down or 0))  # set in __post_init__
-        ratio = self.step_size_up / total
-        cycle = ops.floor(1 + t / total)
-        s = 1.0 + t / total - cycle
+        ratio, x = self._ratio, 1.0 + t / self._total
+        cycle = ops.floor(x)
+        s = x - cycle
         h = ops.where(s <= ratio, s / ratio, (s - 1) / (ratio - 1))
         if self.mode == "triangular":
             scale = 1.0
@@ -81,4 +88,4 @@ class Cyclic(Schedule):
             scale = ops.power(0.5, cycle - 1)
         else:
             scale = ops.power(self.gamma, t)
-        return self.base_lr + (self.max_lr - self.base_lr) * h * scale
+        return self.base_lr + self._height * h * scale
