@@ -77,9 +77,14 @@ class _Slot:
         self.tensor, self.view = (tensor, tensor.numpy()) if cpu_scalar else (None, None)
 
 
-def set_hyperparam(group: dict[str, Any], key: str, value: float) -> None:
-    """Set ``group[key] = value`` the way an optimizer expects it: floats assigned, tensors filled
-    in place (never replaced), ``momentum`` as ``betas[0]`` for Adam-family groups.
+def set_hyperparam(group: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``group[key] = value`` the way an optimizer expects it: the one writer of param-group
+    values (the Scheduler, the range test and its restore all use it).
+
+    A number is assigned to a float and filled into a tensor in place (never replaced: a compiled
+    step and the user's own reference keep seeing it); ``momentum`` is ``betas[0]`` for
+    Adam-family groups. A tuple (saved ``betas``) or tensor is copied element-wise into the live
+    tensors it replaces; anything else is assigned.
 
     >>> g = {"lr": torch.tensor(0.1), "betas": (0.9, 0.999)}
     >>> lr = g["lr"]
@@ -87,7 +92,30 @@ def set_hyperparam(group: dict[str, Any], key: str, value: float) -> None:
     >>> g["lr"] is lr, float(lr), g["betas"]
     (True, 0.5, (0.8, 0.999))
     """
-    _Slot(group, key).write(group, value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        _Slot(group, key).write(group, value)
+        return
+    current = group.get(key)
+    if (
+        isinstance(current, tuple)
+        and isinstance(value, tuple | list)
+        and len(current) == len(value)
+    ):
+        group[key] = tuple(_filled(live, new) for live, new in zip(current, value))
+    else:
+        group[key] = _filled(current, value)
+
+
+def _filled(live: Any, value: Any) -> Any:
+    """``live`` with ``value`` copied in when ``live`` is a tensor, else ``value`` itself."""
+    if not isinstance(live, torch.Tensor):
+        return value
+    with torch.no_grad():
+        if isinstance(value, torch.Tensor):
+            live.copy_(value.to(live.device))
+        else:
+            live.fill_(value)
+    return live
 
 
 @dataclass

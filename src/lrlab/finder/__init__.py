@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
         StateSnapshot,
         preserved_state,
         restore_state,
-        set_group_value,
         snapshot_state,
     )
     from lrlab.finder.suggest import Diagnostic, Spread, Suggestion, SuggestOptions, read_curve
@@ -44,7 +43,6 @@ _WHERE = {
     "StateSnapshot": "state",
     "preserved_state": "state",
     "restore_state": "state",
-    "set_group_value": "state",
     "snapshot_state": "state",
     "Diagnostic": "suggest",
     "Spread": "suggest",
@@ -74,7 +72,6 @@ __all__ = [
     "read_curve",
     "repeat_range_test",
     "restore_state",
-    "set_group_value",
     "snapshot_state",
 ]
 

@@ -111,25 +111,21 @@ class RangeTestResult:
         return None if est is None else est["lr"]
 
     def _read(self, signal: str, options: SuggestOptions) -> Reading:
-        lr, y, kind = self._curve(signal)
-        return read_curve(
-            lr,
-            y,
-            kind=kind,
-            stop_reason=self.stop_reason,
-            edge_lr=self._edge(),
-            options=options,
-            signal_name=signal,
-        )
+        return read_curve(**self._reading_inputs(signal, options))
 
     def _bootstrap(self, signal: str, options: SuggestOptions) -> list[Reading]:
+        return bootstrap_readings(**self._reading_inputs(signal, options))
+
+    def _reading_inputs(self, signal: str, options: SuggestOptions) -> dict[str, Any]:
+        """What :func:`read_curve` and :func:`bootstrap_readings` read ``signal`` from."""
         lr, y, kind = self._curve(signal)
-        return bootstrap_readings(
-            lr,
-            y,
+        edge_lr = self._edge()
+        return dict(
+            lr=lr,
+            y=y,
             kind=kind,
             stop_reason=self.stop_reason,
-            edge_lr=self._edge(),
+            edge_lr=edge_lr,
             options=options,
             signal_name=signal,
         )

@@ -15,7 +15,7 @@ and on exit (normal *or* exceptional, via ``finally``) it puts all of it back. T
 with ``copy.deepcopy`` after moving every tensor to host memory, so the snapshot never holds
 accelerator memory, and restoring copies the values back into the live tensors (``copy_``), so
 tensor identities (and therefore optimizer param references) are unchanged; so do the optimizer's
-param-group values that are tensors (a tensor ``lr``: :func:`set_group_value`), which
+param-group values that are tensors (a tensor ``lr``: :func:`lrlab.torch.set_hyperparam`), which
 ``Optimizer.load_state_dict`` alone would replace by copies. The result is equal to the state
 before, bit for bit.
 """
@@ -32,11 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrlab.torch import set_hyperparam
+
 __all__ = [
     "StateSnapshot",
     "preserved_state",
     "restore_state",
-    "set_group_value",
     "snapshot_state",
 ]
 
@@ -66,40 +67,6 @@ def _copy_into(live: torch.Tensor, saved: torch.Tensor) -> None:
         live.copy_(saved.to(live.device))
 
 
-def set_group_value(group: dict[str, Any], key: str, value: Any) -> None:
-    """Set a param-group hyper-parameter: a tensor (a tensor ``lr``, the ``betas`` of a capturable
-    Adam) is filled in place, so a compiled step and the user's own references keep seeing it;
-    anything else is assigned.
-
-    >>> group = {"lr": torch.tensor(0.1), "momentum": 0.9}
-    >>> lr = group["lr"]
-    >>> set_group_value(group, "lr", 0.5); set_group_value(group, "momentum", 0.0)
-    >>> group["lr"] is lr, float(lr), group["momentum"]
-    (True, 0.5, 0.0)
-    """
-    current = group.get(key)
-    if (
-        isinstance(current, tuple)
-        and isinstance(value, tuple | list)
-        and len(current) == len(value)
-    ):
-        group[key] = tuple(_fill(live, new) for live, new in zip(current, value))
-    else:
-        group[key] = _fill(current, value)
-
-
-def _fill(live: Any, value: Any) -> Any:
-    """``value`` copied into ``live`` (returned) when ``live`` is a tensor, else ``value``."""
-    if not isinstance(live, torch.Tensor):
-        return value
-    with torch.no_grad():
-        if isinstance(value, torch.Tensor):
-            live.copy_(value.to(live.device))
-        else:
-            live.fill_(value)
-    return live
-
-
 def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
     """``load_state_dict`` replaces every param-group value with its saved copy: put the values
     back into the tensors the groups held before instead (their identity is part of the state)."""
@@ -112,7 +79,7 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) 
                 continue
             loaded = group.get(key)
             group[key] = live
-            set_group_value(group, key, loaded)
+            set_hyperparam(group, key, loaded)
 
 
 @dataclass
