@@ -1,12 +1,12 @@
 """The least-squares validation of the range test: max_lr against the known divergence rate.
 
 Runs the cases of ``tests/test_finder_least_squares.py`` (the same problems, built by that
-module, so the test and the doc cannot drift apart) and prints exactly the figures block that
-docs/range-test.md quotes between ``<!-- figures: range_test_least_squares -->`` and
-``<!-- /figures -->``. ``--check DOC`` compares it with DOC's block and exits 1 when it is stale.
-A few seconds on one CPU core.
+module, so the test and the doc cannot drift apart) and prints exactly the figure
+``range-test-least-squares`` of docs/range-test.md. A few seconds on one CPU core.
+``scripts/docs_figures.py`` regenerates the doc's copy (``--check``: exits 1 when it is stale).
 
-    .venv/bin/python experiments/range_test_least_squares.py --check docs/range-test.md
+    .venv/bin/python experiments/range_test_least_squares.py
+    .venv/bin/python scripts/docs_figures.py --check --only range-test-least-squares
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from test_finder_least_squares import CASES, run_case
 
 from lrlab.finder.stability import estimate_edge
 
-MARK_BEGIN = "<!-- figures: range_test_least_squares -->"
-MARK_END = "<!-- /figures -->"
 HEAVY = [(k, m, 0.9) for k in (1, 10, 100, 1000) for m in ("linear", "exp")]
 
 
@@ -86,18 +84,9 @@ def figures_markdown() -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", type=Path, default=None, metavar="DOC")
-    args = ap.parse_args()
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(1)
-    text = figures_markdown()
-    print(text)
-    if args.check is not None:
-        doc = args.check.read_text()
-        quoted = doc.split(MARK_BEGIN, 1)[-1].split(MARK_END, 1)[0].strip("\n")
-        if MARK_BEGIN not in doc or quoted != text:
-            print(f"{args.check}: the least-squares figures are stale", file=sys.stderr)
-            return 1
+    print(figures_markdown())
     return 0
 
 

@@ -14,12 +14,16 @@ Figures covered (``FIGURES``):
 
 * ``default-study`` in README.md: the results table of the default study's report
   (``lrlab compare`` with no study, written to ``OUT/report.md``), without its timing columns
-  (wall time depends on the machine; the README quotes a measured time outside the markers).
+  (wall time depends on the machine; the README quotes a measured time outside the markers);
+* ``range-test-least-squares`` and ``range-test-mnist1d`` in docs/range-test.md: what
+  ``experiments/range_test_least_squares.py`` and ``experiments/range_test_mnist1d.py`` print
+  (seconds, and about two minutes of CPU time).
 
 Usage (from the repository root, with the venv's python):
 
     python scripts/docs_figures.py                 # run the default study, rewrite the figures
     python scripts/docs_figures.py --check         # exit 1 (and show the difference) if stale
+    python scripts/docs_figures.py --only range-test-least-squares   # one figure
     python scripts/docs_figures.py --db runs/x.sqlite   # reuse a database: the run trains only
                                                         # what it does not hold yet
 """
@@ -117,7 +121,30 @@ def default_study_table(args: argparse.Namespace) -> str:
     return "\n".join(drop_columns(markdown_table(report), TIMING_COLUMNS)) + "\n"
 
 
-FIGURES = (Figure("default-study", "README.md", default_study_table),)
+def experiment_output(script: str) -> Callable[[argparse.Namespace], str]:
+    """A generator that runs ``experiments/SCRIPT`` (in a scratch folder) and returns its stdout,
+    which is exactly its figure's block."""
+
+    def generate(args: argparse.Namespace) -> str:
+        with tempfile.TemporaryDirectory(prefix="lrlab-docs-figures-") as tmp:
+            command = [sys.executable, str(ROOT / "experiments" / script)]
+            proc = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc.stdout
+
+    return generate
+
+
+FIGURES = (
+    Figure("default-study", "README.md", default_study_table),
+    Figure(
+        "range-test-least-squares",
+        "docs/range-test.md",
+        experiment_output("range_test_least_squares.py"),
+    ),
+    Figure("range-test-mnist1d", "docs/range-test.md", experiment_output("range_test_mnist1d.py")),
+)
 
 
 def stale_figures(figures, args: argparse.Namespace, *, write: bool) -> list[str]:

@@ -4,8 +4,8 @@ Two checks per figure:
 
 * its text between the ``docs-figure`` markers still has the checksum the script wrote with it:
   a hand edit fails here at once, without running anything;
-* regenerated from a fresh run (for ``default-study``: the default study, ~100 s on 2 cores),
-  it equals the text in the doc: a change of the code that changes a figure fails here until
+* regenerated from a fresh run (``default-study``: the default study, ~100 s on 2 cores;
+  ``range-test-mnist1d``: about two minutes of CPU time), it equals the text in the doc: a change of the code that changes a figure fails here until
   ``python scripts/docs_figures.py`` is run and the result committed.
 """
 
@@ -124,37 +124,3 @@ def test_the_table_is_read_from_the_report_without_timings():
         "|---|---:|---:|---|",
         "| multistep | 5 | 94.06 ± 0.76 | baseline |",
     ]
-
-
-# docs/range-test.md's validation figures: each experiment prints exactly the block between its
-# markers (<!-- figures: NAME --> ... <!-- /figures -->) and ``--check DOC`` exits 1 when stale
-
-
-@pytest.mark.parametrize("script", ["range_test_least_squares.py", "range_test_mnist1d.py"])
-def test_range_test_figures_are_what_the_experiments_produce_now(script, tmp_path):
-    import subprocess
-    import sys
-
-    command = [sys.executable, str(ROOT / "experiments" / script), "--check"]
-    command.append(str(ROOT / "docs" / "range-test.md"))
-    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, f"{script} --check: stale figures\n{proc.stdout}\n{proc.stderr}"
-
-
-def test_an_edited_range_test_figure_fails_the_check(tmp_path):
-    import subprocess
-    import sys
-
-    doc = (ROOT / "docs" / "range-test.md").read_text()
-    start = doc.index("<!-- figures: range_test_least_squares")
-    edited = doc[:start] + doc[start:].replace("0.", "0.9", 1)  # one figure changed
-    (tmp_path / "range-test.md").write_text(edited)
-    script = ROOT / "experiments" / "range_test_least_squares.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--check", str(tmp_path / "range-test.md")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 1
