@@ -317,26 +317,21 @@ class Study:
             "margin": self.margin,
             "data_dir": self.data_dir,
             "iterations_per_epoch": self.iterations_per_epoch,
-            "schedules": {
-                name: {
-                    "config": entry.config,
-                    "resolved": self.resolved_config(name),
-                    "optimizer": entry.optimizer,
-                    "lr_interval": entry.lr_interval,
-                    "steps_per_epoch": self.steps_per_epoch(entry),
-                    # only when set: a stored study without them reads back as it was
-                    **(
-                        {
-                            "hyperparams": entry.hyperparams,
-                            "resolved_hyperparams": self.resolved_hyperparams(name),
-                        }
-                        if entry.hyperparams
-                        else {}
-                    ),
-                }
-                for name, entry in self.schedules.items()
-            },
+            "schedules": {name: self._entry_dict(entry) for name, entry in self.schedules.items()},
         }
+
+    def _entry_dict(self, entry: ScheduleEntry) -> dict:
+        out = {
+            "config": entry.config,
+            "resolved": self.resolved_config(entry.name),
+            "optimizer": entry.optimizer,
+            "lr_interval": entry.lr_interval,
+            "steps_per_epoch": self.steps_per_epoch(entry),
+        }
+        if entry.hyperparams:  # only when set: a stored study without them reads back as it was
+            out["hyperparams"] = entry.hyperparams
+            out["resolved_hyperparams"] = self.resolved_hyperparams(entry.name)
+        return out
 
 
 def _numeric_settings(settings: Mapping[str, Any]) -> dict[str, float]:
