@@ -522,3 +522,17 @@ def test_an_invalid_hyperparameter_value_names_the_key_and_step():
         ConfigError, match="the momentum config yields an invalid momentum -1.0 at step 6"
     ):
         _check_finite(np.array([0.9, -1.0]), 5, "momentum")
+
+
+def test_preview_draws_a_panel_per_scheduled_hyperparameter(tmp_path):
+    from lrlab.cli import preview
+
+    path = tmp_path / "s.toml"
+    path.write_text(HYPER_STUDY)
+    panels, _ = preview.study_panels(path)
+    total = 3 * DIGITS_ITERATIONS
+    assert list(panels) == ["learning rate", "momentum"] and list(panels["momentum"]) == ["cos"]
+    assert list(panels["momentum"]["cos"]) == _values({**MOMENTUM, "total_steps": total}, total)
+    assert preview.study_curves(path)[0].keys() == panels["learning rate"].keys()
+    out = tmp_path / "preview.png"
+    assert preview.preview_study(path, out) == out and out.stat().st_size > 0

@@ -273,3 +273,26 @@ def test_the_report_lists_the_scheduled_hyperparams(tmp_path):
     line = next(x for x in _settings_lines(report) if "hyper-parameters" in x)  # type: ignore[arg-type]
     assert "`onecycle`: momentum" in line and "onecycle_momentum" in line
     assert "`cosine`" not in line
+
+
+def test_a_trial_study_passes_its_hyperparams_to_the_users_scheduler():
+    """With trial = ..., the user's optimizer is unknown at load: any key but lr is accepted,
+    placeholders resolve from [settings], and trial.scheduler(opt) checks the keys."""
+    momentum = {"type": "cosine", "lr": 0.9, "total": "${total_steps}"}
+    data = {
+        "trial": "m:train",
+        "objective": "val_loss",
+        "mode": "min",
+        "seeds": 1,
+        "settings": {"epochs": 2, "steps_per_epoch": 5},
+        "schedules": {"a": {"type": "constant", "lr": 0.1, "hyperparams": {"momentum": momentum}}},
+    }
+    study = parse_study(data, trial_fn=lambda trial: None)
+    spec = study.cells[0].spec
+    assert spec.hyperparams == {"momentum": {**momentum, "total": 10}}
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
+    Trial(spec).scheduler(opt)
+    assert opt.param_groups[0]["betas"][0] == 0.9
+    data["schedules"]["a"]["hyperparams"] = {"lr": momentum}
+    with pytest.raises(ConfigError, match="schedules.a.hyperparams.lr: not allowed"):
+        parse_study(data, trial_fn=lambda trial: None)
