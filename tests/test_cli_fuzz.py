@@ -30,6 +30,23 @@ steps = st.one_of(
 )
 
 
+#: --hyperparam KEY=CONFIG / --momentum CONFIG: configs of the same grammar, keys lrlab knows,
+#: refuses (lr) or cannot read, and texts that are no config at all
+hyper_keys = st.sampled_from(["momentum", "weight_decay", "dampening", "lr", "", "9x", "a b"])
+hyper_texts = st.one_of(
+    configs.map(json.dumps),
+    st.sampled_from(["", "{", "[]", "no-such.json", "=", '{"type": "constant"}']),
+)
+hyper_options = st.lists(
+    st.one_of(
+        st.tuples(st.just("--momentum"), hyper_texts),
+        st.tuples(st.just("--hyperparam"), st.builds("{}={}".format, hyper_keys, hyper_texts)),
+        st.tuples(st.just("--hyperparam"), hyper_keys),  # no '='
+    ),
+    max_size=3,
+).map(lambda pairs: [word for pair in pairs for word in pair])
+
+
 def one_line_or_nothing(status: int, err: str) -> None:
     assert status in (0, 2), err
     assert "Traceback" not in err
@@ -53,6 +70,31 @@ def test_lrlab_plot_writes_or_says_why_in_one_line(tmp_path_factory, capsys, con
     out_path = tmp_path_factory.mktemp("plot") / f"lr.{suffix}".rstrip(".")
     args = ["plot", json.dumps(config), "--steps", "40", "-o", str(out_path)]
     status = main([*args, "--log"] if log else args)
+    _, err = capsys.readouterr()
+    one_line_or_nothing(status, err)
+    assert status == 2 or out_path.stat().st_size > 0
+
+
+@FUZZ
+@given(config=configs, options=hyper_options, steps=steps)
+def test_lrlab_lr_with_hyperparams_prints_finite_values_or_one_line(capsys, config, options, steps):
+    status = main(["lr", json.dumps(config), "--steps", steps, *options, "--json"])
+    out, err = capsys.readouterr()
+    one_line_or_nothing(status, err)
+    if status == 0:
+        printed = json.loads(out)
+        columns = printed if isinstance(printed, dict) else {"lr": printed}
+        assert isinstance(printed, list) == (not options)
+        assert len({len(v) for v in columns.values()}) == 1
+        for values in columns.values():
+            assert all(isinstance(v, float) and math.isfinite(v) and v >= 0 for v in values)
+
+
+@FUZZ
+@given(config=configs, options=hyper_options)
+def test_lrlab_plot_with_hyperparams_writes_or_says_why(tmp_path_factory, capsys, config, options):
+    out_path = tmp_path_factory.mktemp("plot") / "lr.png"
+    status = main(["plot", json.dumps(config), "--steps", "30", *options, "-o", str(out_path)])
     _, err = capsys.readouterr()
     one_line_or_nothing(status, err)
     assert status == 2 or out_path.stat().st_size > 0

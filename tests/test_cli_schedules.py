@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from lrlab.cli import main
+from lrlab.errors import ConfigError
 
 CLR = '{"type": "cyclic", "base_lr": 1, "max_lr": 5, "step_size_up": 4}'
 
@@ -369,3 +370,169 @@ def test_a_full_disk_is_one_line_naming_the_path_and_leaves_no_temporary_file(tm
     assert str(info.value) == f"cannot write {target}: no space left on device"
     assert list(tmp_path.iterdir()) == []
     assert os_error_text(PermissionError(13, "Permission denied", "/x")) == "/x: permission denied"
+
+
+# --------------------------------------------------------------------------------------------
+# scheduled hyper-parameters: --hyperparam KEY=CONFIG, --momentum CONFIG, a study's hyperparams
+
+ONECYCLE = '{"type": "onecycle", "max_lr": 0.1, "total_steps": 30}'
+MOMENTUM = {"type": "onecycle_momentum", "total_steps": 30}
+DECAY = {"type": "cosine", "lr": 1e-3, "total": 20}
+
+
+def _values(config, n):
+    from lrlab import from_config
+
+    return [float(v) for v in from_config(config).values(n)]
+
+
+def test_lr_prints_a_column_per_hyperparameter(capsys):
+    args = ["lr", ONECYCLE, "--steps", "31", "--momentum", json.dumps(MOMENTUM)]
+    assert main([*args, "--hyperparam", f"weight_decay={json.dumps(DECAY)}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "# step\tlr\tmomentum\tweight_decay"
+    rows = [[float(x) for x in line.split("\t")] for line in lines[1:]]
+    assert [r[0] for r in rows] == list(range(31))
+    assert [r[1] for r in rows] == _values(json.loads(ONECYCLE), 31)
+    assert [r[2] for r in rows] == _values(MOMENTUM, 31)
+    assert [r[3] for r in rows] == _values(DECAY, 31)
+
+
+def test_lr_json_with_hyperparameters_is_an_object(tmp_path, capsys):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(MOMENTUM))
+    assert (
+        main(["lr", ONECYCLE, "--steps", "12", "--hyperparam", f"momentum={path}", "--json"]) == 0
+    )
+    got = json.loads(capsys.readouterr().out)
+    assert got == {"lr": _values(json.loads(ONECYCLE), 12), "momentum": _values(MOMENTUM, 12)}
+    assert main(["lr", ONECYCLE, "--steps", "3", "--json"]) == 0  # without them: the list
+    assert isinstance(json.loads(capsys.readouterr().out), list)
+
+
+def test_lr_with_hyperparameters_streams_many_steps_in_step(capsys, monkeypatch):
+    from lrlab.cli import schedule_cmds
+
+    monkeypatch.setattr(schedule_cmds, "CHUNK_STEPS", 7)
+    policy = '{"type": "policy", "trigger": "epoch", "lr0": 0.9, "factor": 0.5}'
+    args = ["lr", ONECYCLE, "--steps", "30", "--momentum", policy, "--metrics", "[1, 1, 1]"]
+    assert main([*args, "--steps-per-epoch", "4", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["lr"] == _values(json.loads(ONECYCLE), 30)
+    # replayed: one pop per epoch, the last state held after the metrics
+    assert got["momentum"] == [0.9] * 4 + [0.45] * 4 + [0.225] * 4 + [0.1125] * 18
+
+
+HYPER_STUDY = (
+    STUDY
+    + """
+[schedules.cos.hyperparams.momentum]
+type = "onecycle_momentum"
+total_steps = "${total_steps}"
+"""
+)
+
+
+def test_a_study_schedule_brings_its_hyperparameters(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(HYPER_STUDY)
+    total = 3 * DIGITS_ITERATIONS
+    assert main(["lr", f"{path}:cos", "--steps", str(total), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["momentum"] == _values({**MOMENTUM, "total_steps": total}, total)
+    assert main(["lr", f"{path}:cos", "--steps", "2", "--momentum", json.dumps(MOMENTUM)]) == 2
+    assert "already schedules 'momentum'" in capsys.readouterr().err
+
+
+def test_plot_draws_a_panel_per_hyperparameter_sharing_x(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    path = tmp_path / "s.toml"
+    path.write_text(HYPER_STUDY)
+    drawn = {}
+    original = Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        for ax in fig.axes:
+            drawn[ax.get_ylabel()] = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
+        drawn["shared"] = fig.axes[0].get_shared_x_axes().joined(fig.axes[0], fig.axes[-1])
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    out = tmp_path / "p.png"
+    decay = f"weight_decay={json.dumps(DECAY)}"
+    args = [f"{path}:cos", f"{path}:by_epoch", "--steps", "20", "-o", str(out), "--log"]
+    assert main(["plot", *args, "--hyperparam", decay]) == 0
+    assert list(drawn) == ["learning rate", "momentum", "weight_decay", "shared"]
+    assert drawn["shared"] is True
+    assert set(drawn["learning rate"]) == {"cos", "by_epoch"} == set(drawn["weight_decay"])
+    total = 3 * DIGITS_ITERATIONS
+    assert drawn["momentum"] == {"cos": _values({**MOMENTUM, "total_steps": total}, 20)}
+    assert drawn["weight_decay"]["by_epoch"] == _values(DECAY, 20)
+
+
+@pytest.mark.parametrize(
+    "options,fragment",
+    [
+        (["--hyperparam", "momentum"], "--hyperparam must be KEY=CONFIG"),
+        (["--hyperparam", "=x.json"], "--hyperparam must be KEY=CONFIG"),
+        (["--hyperparam", 'lr={"type": "constant", "lr": 1}'], "--hyperparam lr: the learning"),
+        (["--momentum", '{"type": "constant"}'], "--momentum: constant: missing required key"),
+        (["--momentum", "{oops"], "--momentum: "),
+        (["--momentum", "no-such.json"], "--momentum: "),
+        (
+            ["--hyperparam", 'weight_decay={"type": "cosinus", "lr": 1}'],
+            "--hyperparam weight_decay: unknown schedule type 'cosinus'",
+        ),
+        (
+            [
+                "--momentum",
+                json.dumps(MOMENTUM),
+                "--hyperparam",
+                f"momentum={json.dumps(MOMENTUM)}",
+            ],
+            "--hyperparam momentum: 'momentum' is given twice",
+        ),
+        (
+            ["--momentum", '{"type": "linear", "lr": -1}'],
+            "--momentum: linear.lr must be a finite number >= 0",
+        ),
+        (
+            ["--momentum", '{"type": "policy", "trigger": "epoch", "lr0": 0.9, "factor": 0.5}'],
+            "--momentum: this config is a policy",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["lr", "plot"])
+def test_bad_hyperparameter_options_are_one_line(tmp_path, capsys, command, options, fragment):
+    tail = ["-o", str(tmp_path / "p.png")] if command == "plot" else []
+    assert main([command, ONECYCLE, "--steps", "5", *options, *tail]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_an_invalid_hyperparameter_value_names_the_key_and_step():
+    import numpy as np
+
+    from lrlab.cli.schedule_cmds import _check_finite
+
+    with pytest.raises(
+        ConfigError, match="the momentum config yields an invalid momentum -1.0 at step 6"
+    ):
+        _check_finite(np.array([0.9, -1.0]), 5, "momentum")
+
+
+def test_preview_draws_a_panel_per_scheduled_hyperparameter(tmp_path):
+    from lrlab.cli import preview
+
+    path = tmp_path / "s.toml"
+    path.write_text(HYPER_STUDY)
+    panels, _ = preview.study_panels(path)
+    total = 3 * DIGITS_ITERATIONS
+    assert list(panels) == ["learning rate", "momentum"] and list(panels["momentum"]) == ["cos"]
+    assert list(panels["momentum"]["cos"]) == _values({**MOMENTUM, "total_steps": total}, total)
+    assert preview.study_curves(path)[0].keys() == panels["learning rate"].keys()
+    out = tmp_path / "preview.png"
+    assert preview.preview_study(path, out) == out and out.stat().st_size > 0

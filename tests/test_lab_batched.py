@@ -34,7 +34,7 @@ from lrlab.lab.trainer import (
     train_trial,
 )
 from lrlab.schedules import from_config
-from lrlab.torch import Scheduler
+from lrlab.torch import Scheduler, set_hyperparam
 
 BATCH = 50
 CPU = torch.device("cpu")
@@ -246,6 +246,47 @@ def test_batched_optimizer_equals_torch_optim(configs):
         torch.testing.assert_close(flat[k], p.detach(), rtol=1e-6, atol=1e-7)
 
 
+DRIVEN = [
+    ({"type": "sgd", "momentum": 0.0}, ("momentum",)),
+    ({"type": "sgd", "momentum": 0.9, "nesterov": True}, ("momentum", "weight_decay")),
+    ({"type": "sgd", "momentum": 0.5, "dampening": 0.1}, ("dampening", "weight_decay")),
+    ({"type": "adam"}, ("momentum", "eps", "weight_decay")),
+    ({"type": "adamw", "amsgrad": True}, ("momentum", "weight_decay")),
+]
+
+
+@pytest.mark.parametrize(("config", "driven"), DRIVEN)
+def test_batched_optimizer_reads_scheduled_hyperparams_like_torch_optim(config, driven):
+    """Three trials, eight steps, each scheduled hyper-parameter a different value per trial and
+    per step (SGD's momentum 0 at some steps: torch then skips the buffer, and starts it at the
+    first step with momentum): every trial follows torch.optim, 1e-6 relative."""
+    configs = [normalize_optimizer(config)] * 3
+    gen = torch.Generator().manual_seed(1)
+    start, grads = torch.randn(3, 40, generator=gen), torch.randn(8, 3, 40, generator=gen)
+    rates = torch.rand(8, 3, generator=gen, dtype=torch.float64) * 0.1
+    values = {k: torch.rand(8, 3, generator=gen, dtype=torch.float64) * 0.9 for k in driven}
+    if "momentum" in values:
+        values["momentum"][[0, 2, 3], [0, 1, 1]] = 0.0  # trial 0 starts without momentum
+    if "eps" in values:
+        values["eps"] *= 1e-6
+    flat = start.clone()
+    batched = make_batched_optimizer(configs, CPU, driven)
+    params = [torch.nn.Parameter(start[k].clone()) for k in range(3)]
+    reference = [_torch_optimizer(p, c) for p, c in zip(params, configs)]
+    for step in range(8):
+        batched.step(
+            flat, grads[step].clone(), rates[step], {k: v[step] for k, v in values.items()}
+        )
+        for k, (p, opt) in enumerate(zip(params, reference)):
+            opt.param_groups[0]["lr"] = float(rates[step, k])
+            for key, v in values.items():
+                set_hyperparam(opt.param_groups[0], key, float(v[step, k]))
+            p.grad = grads[step, k].clone()
+            opt.step()
+    for k, p in enumerate(params):
+        torch.testing.assert_close(flat[k], p.detach(), rtol=1e-6, atol=1e-7)
+
+
 def test_optimizer_select_keeps_the_rows_state():
     configs = [normalize_optimizer({"type": "adam", "betas": [b, 0.999]}) for b in (0.9, 0.5, 0.7)]
     flat, grad = torch.randn(3, 8), torch.randn(3, 8)
@@ -303,6 +344,34 @@ def test_batched_trials_match_train_trial(task, model):
         _close(result, train_trial(spec, task=task))
 
 
+def test_trials_with_a_momentum_schedule_match_train_trial(task):
+    """Scheduled hyper-parameters batched as one by one: onecycle with its momentum, a cyclic
+    momentum that touches 0 (SGD then steps without its buffer), a momentum policy, Adam's
+    beta1 and a weight-decay schedule."""
+    total = 3 * STEPS
+    onecycle = {"type": "onecycle", "max_lr": 0.1, "total_steps": total}
+    cycle = {"momentum": {"type": "onecycle_momentum", "total_steps": total}}
+    touches_zero = {"type": "cyclic", "base_lr": 0.0, "max_lr": 0.9, "step_size_up": 5}
+    policy = {"type": "policy", "trigger": "epoch", "lr0": 0.9, "factor": 0.5}
+    decay = {"type": "cosine", "lr": 1e-2, "total": total}
+    specs = [
+        spec_for(onecycle, model="mlp", seed=0, hyperparams=cycle),
+        spec_for(onecycle, model="mlp", seed=1, hyperparams={"momentum": touches_zero}),
+        spec_for(SCHEDULES[1], model="mlp", seed=2, hyperparams={"momentum": policy}),
+        spec_for(
+            {"type": "constant", "lr": 0.003},
+            model="mlp",
+            seed=3,
+            optimizer={"type": "adam"},
+            hyperparams={**cycle, "weight_decay": decay},
+        ),
+        spec_for(SCHEDULES[1], model="mlp", seed=4, lr_interval="epoch", hyperparams=cycle),
+    ]
+    for spec, result in zip(specs, B.train_trials(specs, task=task)):
+        assert result.spec == spec
+        _close(result, train_trial(spec, task=task))
+
+
 def test_adam_trials_match_train_trial(task):
     specs = [
         spec_for({"type": "constant", "lr": 0.003}, model="mlp", seed=s, epochs=2, optimizer=o)
@@ -332,6 +401,22 @@ def test_absurd_rate_diverges_alone_and_the_others_are_unaffected(task):
     assert diverged.best_epoch == 0 or math.isfinite(diverged.best_val_loss)
     one = train_trial(bad, task=task)
     assert one.diverged and len(one.epochs) == len(diverged.epochs)
+
+
+def test_a_diverged_trial_leaves_with_its_momentum_schedule(task):
+    """The scheduled columns leave the stack with the trial: the others are unchanged."""
+    momentum = {"momentum": {"type": "cyclic", "base_lr": 0.5, "max_lr": 0.9, "step_size_up": 4}}
+    good = [
+        spec_for(s, model="mlp", seed=i, epochs=2, hyperparams=momentum)
+        for i, s in enumerate(SCHEDULES[:2])
+    ]
+    bad = spec_for(
+        {"type": "constant", "lr": 1e6}, model="mlp", seed=5, epochs=2, hyperparams=momentum
+    )
+    mixed = B.train_trials([good[0], bad, good[1]], task=task)
+    alone = B.train_trials(good, task=task)
+    assert [numbers(r) for r in (mixed[0], mixed[2])] == [numbers(r) for r in alone]
+    assert mixed[1].diverged
 
 
 def test_best_state_is_the_best_epochs_weights(task):
@@ -414,6 +499,7 @@ def test_batch_key_separates_what_cannot_share_an_update():
         {"optimizer": {"type": "adam"}},
         {"optimizer": {"type": "sgd", "momentum": 0.0}},
         {"optimizer": {"type": "sgd", "momentum": 0.9, "nesterov": True}},
+        {"hyperparams": {"momentum": {"type": "constant", "lr": 0.9}}},
     ):
         assert B.batch_key(base) != B.batch_key(dataclasses.replace(base, **change)), change
 

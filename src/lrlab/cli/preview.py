@@ -41,6 +41,14 @@ def _load(study):
 def study_schedule(study, name: str, seed: int | None = None) -> tuple[dict, int]:
     """One schedule of a study (a :class:`~lrlab.lab.study.Study`, a path or a built-in name)
     with placeholders resolved for ``seed`` (default: the first seed), and its steps per epoch."""
+    config, spe, _ = study_schedule_with_hyperparams(study, name, seed)
+    return config, spe
+
+
+def study_schedule_with_hyperparams(
+    study, name: str, seed: int | None = None
+) -> tuple[dict, int, dict]:
+    """:func:`study_schedule` and the schedule's ``hyperparams`` (key -> resolved config)."""
     study = _load(study)
     if name not in study.schedules:
         names = list(study.schedules)
@@ -50,7 +58,7 @@ def study_schedule(study, name: str, seed: int | None = None) -> tuple[dict, int
         )
     seed = study.seeds[0] if seed is None else seed
     spe = study.variables(study.schedules[name], seed)["steps_per_epoch"]
-    return study.resolved_config(name, seed), spe
+    return study.resolved_config(name, seed), spe, study.resolved_hyperparams(name, seed)
 
 
 def _rates(config: dict, steps: int):
@@ -70,31 +78,43 @@ def _rates(config: dict, steps: int):
 def study_curves(study) -> tuple[dict, dict]:
     """``(curves, x)``: every schedule's rates over the study's epochs and their x values in
     epochs (a schedule stepped per iteration has ``iterations_per_epoch`` points per epoch)."""
+    panels, xs = study_panels(study)
+    return panels["learning rate"], xs
+
+
+def study_panels(study) -> tuple[dict, dict]:
+    """``(panels, x)``: :func:`study_curves` as the panel ``"learning rate"``, plus one panel
+    per scheduled hyper-parameter (``momentum``, ...) with the curves of the schedules that
+    drive it; a curve's x values are its label's in ``x``."""
     import numpy as np
 
     study = _load(study)
-    curves, xs = {}, {}
+    panels: dict[str, dict] = {"learning rate": {}}
+    xs = {}
     for name in study.schedules:
-        config, spe = study_schedule(study, name)
+        config, spe, hyperparams = study_schedule_with_hyperparams(study, name)
         steps = study.epochs * spe
         values, is_policy = _rates(config, steps)
         label = f"{name} (policy, until its first advance)" if is_policy else name
-        curves[label] = values
+        panels["learning rate"][label] = values
+        for key, sub in hyperparams.items():
+            panels.setdefault(key, {})[label] = _rates(sub, steps)[0]
         xs[label] = np.arange(steps) / spe
-    return curves, xs
+    return panels, xs
 
 
 def preview_study(study, path: str | os.PathLike, *, log: bool = False) -> Path:
     """Plot every schedule of ``study`` (a Study, a .toml path or a built-in name) with its
     placeholders resolved for the first seed, against epochs, and save it to ``path`` (PNG, PDF
-    or SVG after the suffix). Trains nothing; a metric-driven policy is drawn at the rate it has
+    or SVG after the suffix); a scheduled hyper-parameter (momentum, ...) gets a panel of its
+    own below. Trains nothing; a metric-driven policy is drawn at the rate it has
     until it first advances (what it does then depends on the run). Returns the path."""
-    from lrlab.cli.schedule_cmds import plot_curves
+    from lrlab.cli.schedule_cmds import plot_panels
 
     study = _load(study)
-    curves, xs = study_curves(study)
+    panels, xs = study_panels(study)
     title = (
-        f"study {study.name}: {len(curves)} schedules, {study.epochs} epochs, "
+        f"study {study.name}: {len(study.schedules)} schedules, {study.epochs} epochs, "
         f"{study.iterations_per_epoch} iterations per epoch (seed {study.seeds[0]})"
     )
-    return plot_curves(curves, path, title=title, log=log, xlabel="epoch", x=xs)
+    return plot_panels(panels, path, title=title, log=log, xlabel="epoch", x=xs)

@@ -32,8 +32,13 @@ def register(sub) -> None:
         "study and one of its schedules, placeholders resolved)",
     )
     _add_steps_option(p)
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print a JSON list instead of a table (with hyper-parameters: {"lr": [...], KEY: [...]})',
+    )
     _add_replay_options(p)
+    _add_hyperparam_options(p)
     p.set_defaults(func=cmd_lr)
 
     p = sub.add_parser("plot", help="plot one or more configs' learning rates (PNG, PDF, SVG)")
@@ -48,6 +53,7 @@ def register(sub) -> None:
     p.add_argument("--labels", nargs="*", help="one legend label per config")
     p.add_argument("--log", action="store_true", help="logarithmic learning-rate axis")
     _add_replay_options(p)
+    _add_hyperparam_options(p)
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("schedules", help="list every config type with its parameters and defaults")
@@ -85,6 +91,42 @@ def _add_replay_options(p) -> None:
     )
 
 
+def _add_hyperparam_options(p) -> None:
+    p.add_argument(
+        "--hyperparam",
+        action="append",
+        default=[],
+        metavar="KEY=CONFIG",
+        help="also show the schedule of an optimizer hyper-parameter (KEY: momentum, "
+        "weight_decay, ...; CONFIG as above); repeatable. STUDY:SCHEDULE brings its own",
+    )
+    p.add_argument("--momentum", metavar="CONFIG", help="the same as --hyperparam momentum=CONFIG")
+
+
+_HYPERPARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def hyperparam_options(args) -> dict[str, tuple[str, str]]:
+    """``--hyperparam KEY=CONFIG`` and ``--momentum CONFIG`` as ``{key: (option, CONFIG)}``."""
+    given = [("--momentum", "momentum", args.momentum)] if args.momentum is not None else []
+    for text in args.hyperparam:
+        key, eq, config = str(text).partition("=")
+        key = key.strip()
+        if not eq or not _HYPERPARAM_KEY.match(key):
+            raise ConfigError(
+                f"--hyperparam must be KEY=CONFIG (e.g. momentum=m.json), got {text[:60]!r}"
+            )
+        given.append((f"--hyperparam {key}", key, config))
+    out: dict[str, tuple[str, str]] = {}
+    for option, key, config in given:
+        if key == "lr":
+            raise ConfigError(f"{option}: the learning rate is the positional CONFIG itself")
+        if key in out:
+            raise ConfigError(f"{option}: {key!r} is given twice; give it once")
+        out[key] = (option, config)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Where a config comes from
 
@@ -97,18 +139,22 @@ class ConfigSource:
     label: str
     #: schedule steps per epoch when the config comes from a study (the replay default)
     steps_per_epoch: int | None = None
+    #: the study schedule's hyper-parameter configs (key -> config, placeholders resolved)
+    hyperparams: dict = dataclasses.field(default_factory=dict)
 
 
-def read_source(source: str | dict) -> ConfigSource:
+def read_source(source: str | dict | ConfigSource) -> ConfigSource:
     """A config from a dict, inline JSON, a .json/.toml file, or ``STUDY:SCHEDULE``."""
+    if isinstance(source, ConfigSource):
+        return source
     if isinstance(source, dict):
         return ConfigSource(source, str(source.get("type", "config")))
-    from lrlab.cli.preview import split_study_source, study_schedule
+    from lrlab.cli.preview import split_study_source, study_schedule_with_hyperparams
 
     parts = split_study_source(source)
     if parts is not None:
-        config, steps_per_epoch = study_schedule(*parts)
-        return ConfigSource(config, parts[1], steps_per_epoch)
+        config, steps_per_epoch, hyperparams = study_schedule_with_hyperparams(*parts)
+        return ConfigSource(config, parts[1], steps_per_epoch, hyperparams)
     config = load_config(source)
     text = str(source).strip()
     _reject_study_file(config, text)
@@ -133,7 +179,7 @@ def _check_steps(steps: int) -> int:
 
 def _policy_needs_metrics(controller) -> ConfigError:
     return ConfigError(
-        f"this config is a policy (trigger {controller.trigger.type_name!r}): its learning rate "
+        f"this config is a policy (trigger {controller.trigger.type_name!r}): its value "
         "depends on a metric; give --metrics FILE (a JSON list, one value per epoch) and "
         "--steps-per-epoch S to replay a history"
     )
@@ -152,10 +198,10 @@ class Rates:
     def __iter__(self) -> Iterator:
         import numpy as np
 
-        if self.replayed is not None:
-            yield self.replayed
-            return
         for start in range(0, self.steps, CHUNK_STEPS):
+            if self.replayed is not None:  # chunked too: columns of `lrlab lr` go in step
+                yield self.replayed[start : start + CHUNK_STEPS]
+                continue
             # an overflow shows as inf, which the caller rejects in one line: no numpy warning
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 yield self.controller.values(np.arange(start, min(self.steps, start + CHUNK_STEPS)))
@@ -206,37 +252,104 @@ def learning_rates(config_source, steps: int, *, metrics=None, steps_per_epoch: 
     return np.concatenate(chunks)
 
 
-def _check_finite(values, offset: int) -> None:
+def _check_finite(values, offset: int, key: str = "lr") -> None:
     import numpy as np
 
     bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
     if bad.size:
-        step = offset + int(bad[0])
+        step, value = offset + int(bad[0]), float(values[bad[0]])
+        if key == "lr":
+            raise ConfigError(
+                f"the config yields an invalid learning rate {value} at step {step} "
+                "(rates must be finite and >= 0)"
+            )
         raise ConfigError(
-            f"the config yields an invalid learning rate {float(values[bad[0]])} at step {step} "
-            "(rates must be finite and >= 0)"
+            f"the {key} config yields an invalid {key} {value} at step {step} "
+            "(values must be finite and >= 0)"
         )
 
 
+def hyperparam_rates(
+    args, source: ConfigSource, metrics=None, spe: int | None = None
+) -> dict[str, Rates]:
+    """``{"lr": rates, key: rates, ...}`` of a source and its hyper-parameters (the study's,
+    then the options'), each on the same steps; an error names the option or study field."""
+    columns = {"lr": learning_rate_chunks(source, args.steps, metrics=metrics, steps_per_epoch=spe)}
+    given = {
+        key: (f"schedules.{source.label}.hyperparams.{key}", config)
+        for key, config in source.hyperparams.items()
+    }
+    for key, (option, text) in hyperparam_options(args).items():
+        if key in given:
+            raise ConfigError(f"{option}: {source.label} already schedules {key!r} in its study")
+        given[key] = (option, text)
+    for key, (option, config) in given.items():
+        try:
+            sub = ConfigSource(read_source(config).config, key, source.steps_per_epoch)
+            rates = learning_rate_chunks(sub, args.steps, metrics=metrics, steps_per_epoch=spe)
+        except ConfigError as exc:
+            message = str(exc)
+            raise ConfigError(
+                message if message.startswith(option) else f"{option}: {message}"
+            ) from None
+        columns[key] = rates
+    return columns
+
+
 def cmd_lr(args) -> int:
-    rates = learning_rate_chunks(
-        args.config, args.steps, metrics=args.metrics, steps_per_epoch=args.steps_per_epoch
-    )
-    offset = 0
-    for values in rates:  # a first pass checks every rate, so nothing invalid is ever printed
-        _check_finite(values, offset)
-        offset += len(values)
+    source = read_source(args.config)
+    columns = hyperparam_rates(args, source, args.metrics, args.steps_per_epoch)
+    for key, rates in columns.items():  # a first pass checks every value: nothing invalid prints
+        offset = 0
+        for values in rates:
+            _check_finite(values, offset, key)
+            offset += len(values)
+    if len(columns) == 1:
+        _print_rates(columns["lr"], args.json)
+    elif args.json:
+        _print_json_columns(columns)
+    else:
+        _print_table(columns)
+    return 0
+
+
+def _print_rates(rates: Rates, as_json: bool) -> None:
     out, offset = sys.stdout, 0
     for values in rates:
-        if args.json:
+        if as_json:
             body = ", ".join(json.dumps(float(v), allow_nan=False) for v in values)
             out.write(("[" if offset == 0 else ", ") + body)
         else:
             out.write("".join(f"{offset + i}\t{float(v)!r}\n" for i, v in enumerate(values)))
         offset += len(values)
-    if args.json:
+    if as_json:
         out.write("]\n")
-    return 0
+
+
+def _print_json_columns(columns: dict[str, Rates]) -> None:
+    """``{"lr": [...], "momentum": [...]}``, written as it is computed, one key at a time."""
+    out = sys.stdout
+    for n, (key, rates) in enumerate(columns.items()):
+        out.write(("{" if n == 0 else "], ") + json.dumps(key) + ": [")
+        for i, values in enumerate(rates):
+            body = ", ".join(json.dumps(float(v), allow_nan=False) for v in values)
+            out.write((", " if i else "") + body)
+    out.write("]}\n")
+
+
+def _print_table(columns: dict[str, Rates]) -> None:
+    """A header comment (``# step lr momentum``), then one row per step, columns in step."""
+    out, offset = sys.stdout, 0
+    out.write("# " + "\t".join(["step", *columns]) + "\n")
+    for chunk in zip(*columns.values()):
+        rows = zip(*chunk)
+        out.write(
+            "".join(
+                f"{offset + i}\t" + "\t".join(repr(float(v)) for v in row) + "\n"
+                for i, row in enumerate(rows)
+            )
+        )
+        offset += len(chunk[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,26 +368,42 @@ def plot_curves(
     """Draw named learning-rate curves on one figure and save it (PNG, PDF or SVG after the
     path's suffix). A rate holds from its step to the next, so curves are drawn as steps;
     ``x`` optionally gives each curve's x values (default: 0, 1, 2, ...)."""
+    return plot_panels({"learning rate": curves}, path, title=title, log=log, xlabel=xlabel, x=x)
+
+
+def plot_panels(
+    panels: dict[str, dict[str, Any]],
+    path,
+    *,
+    title: str = "",
+    log: bool = False,
+    xlabel: str = "step",
+    x: dict[str, Any] | None = None,
+) -> Path:
+    """:func:`plot_curves` with one panel per quantity (``{"learning rate": curves,
+    "momentum": curves, ...}``, stacked, sharing the x axis); ``log`` scales the first."""
     from matplotlib.figure import Figure
 
     from lrlab.atomic import figure_format
 
     figure_format(path)  # an unknown suffix fails before any drawing
-    fig = Figure(figsize=(8, 4.5), dpi=110)
-    ax = fig.subplots()
+    fig = Figure(figsize=(8, 4.5 if len(panels) == 1 else 1.0 + 2.6 * len(panels)), dpi=110)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     styles = ("-", "--", "-.", ":")
-    for i, (label, values) in enumerate(curves.items()):
-        xs = (x or {}).get(label)
-        xs = range(len(values)) if xs is None else xs
-        ax.plot(xs, values, label=label, lw=1.4, drawstyle="steps-post", ls=styles[(i // 10) % 4])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("learning rate")
-    if log:
-        ax.set_yscale("log")
+    for n, (ax, (ylabel, curves)) in enumerate(zip(axes, panels.items())):
+        for i, (label, values) in enumerate(curves.items()):
+            xs = (x or {}).get(label)
+            xs = range(len(values)) if xs is None else xs
+            style = styles[(i // 10) % 4]
+            ax.plot(xs, values, label=label, lw=1.4, drawstyle="steps-post", ls=style)
+        ax.set_ylabel(ylabel)
+        if log and n == 0:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[-1].set_xlabel(xlabel)
     if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        axes[0].set_title(title)
     fig.tight_layout()
     atomic_save_figure(fig, path)
     return Path(path)
@@ -309,14 +438,24 @@ def cmd_plot(args) -> int:
     names = labels or unique_labels(
         [s.label for s in sources], [str(c).strip() for c in args.configs]
     )
-    curves = {}
+    spe = args.steps_per_epoch if metrics is not None else None
+    panels: dict[str, dict[str, Any]] = {}
     for name, source in zip(names, sources):
-        spe = args.steps_per_epoch if metrics is not None else None
-        curves[name] = learning_rates(
-            source.config, args.steps, metrics=metrics, steps_per_epoch=spe
-        )
-    print(plot_curves(curves, args.output, log=args.log))
+        for key, rates in hyperparam_rates(args, source, metrics, spe).items():
+            panel = panels.setdefault("learning rate" if key == "lr" else key, {})
+            panel[name] = _values(rates, key)
+    print(plot_panels(panels, args.output, log=args.log))
     return 0
+
+
+def _values(rates: Rates, key: str):
+    """All of a column's values in one array, checked like ``lrlab lr`` checks them."""
+    import numpy as np
+
+    values = np.concatenate(list(rates))
+    if key != "lr":  # the learning rate keeps plot's old behaviour: drawn as computed
+        _check_finite(values, 0, key)
+    return values
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ What each trial keeps to itself, exactly as :func:`lrlab.lab.trainer.train_trial
   permutation per epoch, hence the same mini-batches;
 * **its learning rate at every step**, from its own schedule or policy (:class:`TrialRate`
   steps it exactly as ``lrlab.torch.Scheduler`` steps an optimizer; a policy observes the
-  trial's own validation loss once per epoch);
+  trial's own validation loss once per epoch), and so every hyper-parameter of
+  ``spec.hyperparams`` (momentum, weight decay, ...: a per-step column of the optimizer);
 * **its optimizer state** (rows of ``(K, P)`` tensors, :mod:`lrlab.lab.batched_optim`) and
   hyperparameters (columns: momentum, weight decay, betas, eps may differ per trial);
 * **its best-validation checkpoint**, its records, and its divergence: a trial whose loss is
@@ -128,9 +129,11 @@ def batchable(model: str | None) -> bool:
 
 def batch_key(spec: TrialSpec) -> tuple:
     """Specs with equal keys can train in one batch: same task (and data), model, batch size,
-    epochs, LR interval and optimizer *shape* (type, momentum on/off, nesterov, amsgrad). Their
-    schedules, seeds and optimizer values (momentum, weight decay, betas, eps) may differ. The
-    device is not part of a spec: a batch runs on the device :func:`train_trials` is given."""
+    epochs, LR interval, optimizer *shape* (type, momentum on/off, nesterov, amsgrad) and
+    scheduled hyper-parameters (their keys). Their schedules, seeds and optimizer values
+    (momentum, weight decay, betas, eps) may differ. The device is not part of a spec: a batch
+    runs on the device :func:`train_trials` is given."""
+    driven = tuple(sorted(spec.hyperparams))
     return (
         spec.task,
         spec.data_dir,
@@ -138,7 +141,8 @@ def batch_key(spec: TrialSpec) -> tuple:
         spec.batch_size,
         spec.epochs,
         spec.lr_interval,
-        optimizer_shape(spec.optimizer),
+        optimizer_shape(spec.optimizer, driven),
+        driven,
     )
 
 
@@ -261,12 +265,16 @@ class _Trial:
     spec: TrialSpec
     rate: TrialRate
     order: torch.Generator
+    hyper: dict[str, TrialRate] = field(default_factory=dict)  # spec.hyperparams, stepped alike
     records: list[EpochRecord] = field(default_factory=list)
     best: dict = field(
         default_factory=lambda: {"epoch": 0, "val_loss": math.inf, "test_acc": math.nan}
     )
     best_row: torch.Tensor | None = None
     diverged: bool = False
+
+    def rates(self) -> list[TrialRate]:
+        return [self.rate, *self.hyper.values()]
 
     def result(self, net: BatchedNet, setup_share: float, keep_best_state: bool) -> TrialResult:
         state = None
@@ -310,13 +318,15 @@ def _build_stack(specs: Sequence[TrialSpec], task, dev: torch.device, engine: st
     models, trials = [], []
     for spec in specs:
         rate = TrialRate(from_config(spec.schedule))
+        hyper = {k: TrialRate(from_config(c)) for k, c in sorted(spec.hyperparams.items())}
         torch.manual_seed(spec.seed)
         models.append(build_model(str(spec.model), task))
         order = torch.Generator(device="cpu").manual_seed(derive_seed(spec.seed, "batch-order"))
-        trials.append(_Trial(spec, rate, order))
+        trials.append(_Trial(spec, rate, order, hyper))
     net = make_net(models[0].to(dev), engine)
     flat = net.layout.stack(models).to(dev)
-    optimizer = make_batched_optimizer([s.optimizer for s in specs], dev)
+    driven = tuple(sorted(specs[0].hyperparams))  # one batch_key: the same keys in every spec
+    optimizer = make_batched_optimizer([s.optimizer for s in specs], dev, driven)
     return _Stack(net, flat, optimizer, trials)
 
 
@@ -333,6 +343,11 @@ class _EpochRun:
     table: torch.Tensor  # (steps, K) float64 on the device
     loss_sum: torch.Tensor  # (K,) float64
     correct: torch.Tensor  # (K,) int64
+    hyper: dict[str, torch.Tensor] = field(default_factory=dict)  # key -> (steps, K) float64
+
+    def hyper_at(self, step: int) -> dict[str, torch.Tensor]:
+        """Each scheduled hyper-parameter's ``(K,)`` values at ``step`` of the epoch."""
+        return {key: table[step] for key, table in self.hyper.items()}
 
     def stats(self, i: int, seen: int, steps_done: int, finite: bool = True) -> _EpochStats:
         return _EpochStats(
@@ -344,20 +359,29 @@ class _EpochRun:
         self.perms, self.table = self.perms[index], self.table[:, index]
         self.loss_sum, self.correct = self.loss_sum[index], self.correct[index]
         self.lrs = [self.lrs[i] for i in rows]
+        self.hyper = {key: table[:, index] for key, table in self.hyper.items()}
 
 
 def _start_epoch(stack: _Stack, n: int, steps: int, per_step: bool) -> _EpochRun:
     dev = stack.flat.device
     perms = torch.stack([torch.randperm(n, generator=t.order) for t in stack.trials])
     lrs = [t.rate.epoch_lrs(steps, per_step) for t in stack.trials]
-    table = torch.tensor(lrs, dtype=torch.float64).T.contiguous().to(dev)
+
+    def table(rows: list[list[float]]) -> torch.Tensor:  # (steps, K): one row per step
+        return torch.tensor(rows, dtype=torch.float64).T.contiguous().to(dev)
+
+    keys = stack.trials[0].hyper if stack.trials else {}
+    hyper = {
+        key: table([t.hyper[key].epoch_lrs(steps, per_step) for t in stack.trials]) for key in keys
+    }
     k = len(stack.trials)
     return _EpochRun(
         perms.to(dev),
         lrs,
-        table,
+        table(lrs),
         torch.zeros(k, dtype=torch.float64, device=dev),
         torch.zeros(k, dtype=torch.int64, device=dev),
+        hyper,
     )
 
 
@@ -400,7 +424,7 @@ def _train_epoch(
         idx = run.perms[:, step * b : (step + 1) * b]
         x, y = task.x_train[idx], task.y_train[idx]
         loss, correct, grad = stack.net.loss_and_grad(stack.flat, x, y)
-        stack.optimizer.step(stack.flat, grad, run.table[step])
+        stack.optimizer.step(stack.flat, grad, run.table[step], run.hyper_at(step))
         run.loss_sum += loss.double() * idx.shape[1]
         run.correct += correct
         seen += idx.shape[1]
@@ -491,9 +515,10 @@ def _finish_epoch(
         if on_epoch is not None:
             on_epoch(trial.spec, record)
         if not trial.diverged:
-            trial.rate.observe(record.val_loss)  # policies decide on this epoch's val loss
-            if trial.spec.lr_interval == "epoch":
-                trial.rate.advance()
+            for rate in trial.rates():
+                rate.observe(record.val_loss)  # policies decide on this epoch's val loss
+                if trial.spec.lr_interval == "epoch":
+                    rate.advance()
     stack.select([i for i, t in enumerate(stack.trials) if not t.diverged])
 
 

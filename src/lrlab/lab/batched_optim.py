@@ -9,6 +9,12 @@ over several steps). What must be equal within a batch is what changes the algor
 the optimizer type, whether momentum is used, ``nesterov``, ``amsgrad``
 (see :func:`optimizer_shape`).
 
+Hyper-parameters a schedule drives (``TrialSpec.hyperparams``: the keys of :data:`DRIVABLE`) are
+passed at each step too, as ``(K,)`` values, and read as torch.optim reads its param group at
+each step: SGD's momentum may then be 0 at some steps and not at others, for some trials and not
+others, so a driven momentum keeps a per-row mask of what torch would do (no buffer yet, or a
+step without momentum).
+
 ``select(rows)`` keeps some trials only (a diverged trial leaves the stack).
 """
 
@@ -19,12 +25,29 @@ from typing import Any
 
 import torch
 
+#: The hyper-parameters each batched optimizer reads per step from a schedule (``momentum`` of
+#: Adam is ``betas[0]``, as ``lrlab.torch.Scheduler`` sets it): every key
+#: :func:`lrlab.lab.contract.hyperparam_keys` allows.
+DRIVABLE = {
+    "sgd": ("momentum", "dampening", "weight_decay"),
+    "adam": ("momentum", "eps", "weight_decay"),
+    "adamw": ("momentum", "eps", "weight_decay"),
+}
 
-def optimizer_shape(config: Mapping[str, Any]) -> tuple:
-    """What trials batched together must share for one update to serve them all."""
+
+def optimizer_shape(config: Mapping[str, Any], driven: Sequence[str] = ()) -> tuple:
+    """What trials batched together must share for one update to serve them all (``driven``:
+    the scheduled hyper-parameters; a scheduled SGD momentum is decided per step)."""
     if config["type"] == "sgd":
-        return ("sgd", config["momentum"] != 0, bool(config["nesterov"]))
+        momentum = "driven" if "momentum" in driven else config["momentum"] != 0
+        return ("sgd", momentum, bool(config["nesterov"]))
     return (config["type"], bool(config["amsgrad"]))
+
+
+def _check_driven(kind: str, driven: Sequence[str]) -> None:
+    unknown = [k for k in driven if k not in DRIVABLE[kind]]
+    if unknown:
+        raise ValueError(f"batched {kind}: cannot schedule {unknown[0]!r} (only {DRIVABLE[kind]})")
 
 
 def _column(values: Sequence[float], device: torch.device) -> torch.Tensor:
@@ -34,22 +57,49 @@ def _column(values: Sequence[float], device: torch.device) -> torch.Tensor:
 class BatchedSGD:
     """torch.optim.SGD (momentum, dampening, nesterov, weight decay) for K trials."""
 
-    def __init__(self, configs: Sequence[Mapping[str, Any]], device: torch.device):
-        shapes = {optimizer_shape(c) for c in configs}
+    def __init__(
+        self, configs: Sequence[Mapping[str, Any]], device: torch.device, driven: Sequence[str] = ()
+    ):
+        shapes = {optimizer_shape(c, driven) for c in configs}
         if len(shapes) != 1 or next(iter(shapes))[0] != "sgd":
             raise ValueError(f"BatchedSGD: trials need one SGD shape, got {sorted(shapes)}")
+        _check_driven("sgd", driven)
         _, self.uses_momentum, self.nesterov = shapes.pop()
         self.momentum = _column([c["momentum"] for c in configs], device)
         self.keep = _column([1.0 - c["dampening"] for c in configs], device)
         decay = [c["weight_decay"] for c in configs]
-        self.weight_decay = _column(decay, device) if any(decay) else None
+        self.weight_decay = (
+            _column(decay, device) if any(decay) or "weight_decay" in driven else None
+        )
         self.buf: torch.Tensor | None = None
+        # a driven momentum: which rows have a buffer (torch makes it at the first step with
+        # momentum != 0)
+        self.has_buf = torch.zeros(len(configs), 1, dtype=torch.bool, device=device)
 
-    def step(self, params: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor) -> None:
-        """One update of ``params`` ``(K, P)`` in place; ``lr`` is ``(K,)`` (any float dtype)."""
+    def _read(self, hyper: Mapping[str, torch.Tensor]) -> None:
+        """This step's scheduled values, rounded as torch rounds a Python float scalar."""
+        if "momentum" in hyper:
+            self.momentum = _col(hyper["momentum"].double())
+        if "dampening" in hyper:
+            self.keep = _col(1 - hyper["dampening"].double())
+        if "weight_decay" in hyper:
+            self.weight_decay = _col(hyper["weight_decay"].double())
+
+    def step(
+        self,
+        params: torch.Tensor,
+        grad: torch.Tensor,
+        lr: torch.Tensor,
+        hyper: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        """One update of ``params`` ``(K, P)`` in place; ``lr`` is ``(K,)`` (any float dtype),
+        ``hyper`` this step's scheduled hyper-parameters, each ``(K,)``."""
+        self._read(hyper or {})
         if self.weight_decay is not None:
             grad = grad.addcmul(params, self.weight_decay)
-        if self.uses_momentum:
+        if self.uses_momentum == "driven":
+            grad = self._driven_momentum(grad)
+        elif self.uses_momentum:
             if self.buf is None:
                 self.buf = grad.clone()
             else:
@@ -57,8 +107,22 @@ class BatchedSGD:
             grad = grad.addcmul(self.buf, self.momentum) if self.nesterov else self.buf
         params.addcmul_(grad, lr.to(params.dtype)[:, None], value=-1)
 
+    def _driven_momentum(self, grad: torch.Tensor) -> torch.Tensor:
+        """torch's momentum step per row: skipped where momentum is 0 this step (the buffer
+        kept), the buffer started as the gradient where a row has none yet."""
+        active = self.momentum != 0
+        if self.buf is None:
+            self.buf = torch.zeros_like(grad)
+        stepped = self.buf.mul(self.momentum).addcmul_(grad, self.keep)  # the ops of the fixed path
+        updated = torch.where(self.has_buf, stepped, grad)
+        self.buf = torch.where(active, updated, self.buf)
+        self.has_buf |= active
+        direction = grad.addcmul(self.buf, self.momentum) if self.nesterov else self.buf
+        return torch.where(active, direction, grad)
+
     def select(self, rows: torch.Tensor) -> None:
         self.momentum, self.keep = self.momentum[rows], self.keep[rows]
+        self.has_buf = self.has_buf[rows]
         if self.weight_decay is not None:
             self.weight_decay = self.weight_decay[rows]
         if self.buf is not None:
@@ -68,11 +132,14 @@ class BatchedSGD:
 class BatchedAdam:
     """torch.optim.Adam / AdamW (betas, eps, weight decay, amsgrad) for K trials."""
 
-    def __init__(self, configs: Sequence[Mapping[str, Any]], device: torch.device):
+    def __init__(
+        self, configs: Sequence[Mapping[str, Any]], device: torch.device, driven: Sequence[str] = ()
+    ):
         shapes = {optimizer_shape(c) for c in configs}
         if len(shapes) != 1 or next(iter(shapes))[0] not in ("adam", "adamw"):
             raise ValueError(f"BatchedAdam: trials need one Adam shape, got {sorted(shapes)}")
         kind, self.amsgrad = shapes.pop()
+        _check_driven(kind, driven)
         self.decoupled = kind == "adamw"
 
         # per-trial scalars stay in double on the device, as torch computes them in Python floats
@@ -83,7 +150,7 @@ class BatchedAdam:
         self.beta2 = f64([c["betas"][1] for c in configs])
         self.eps = _column([c["eps"] for c in configs], device)
         self.decay = f64([c["weight_decay"] for c in configs])
-        self.has_decay = any(c["weight_decay"] != 0 for c in configs)
+        self.has_decay = any(c["weight_decay"] != 0 for c in configs) or "weight_decay" in driven
         self.steps = 0
         self.exp_avg: torch.Tensor | None = None
         self.exp_avg_sq: torch.Tensor | None = None
@@ -96,8 +163,26 @@ class BatchedAdam:
                 self.max_sq = torch.zeros_like(params)
         return self.exp_avg, self.exp_avg_sq
 
-    def step(self, params: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor) -> None:
-        """One update of ``params`` ``(K, P)`` in place; ``lr`` is ``(K,)``."""
+    def _read(self, hyper: Mapping[str, torch.Tensor]) -> None:
+        """This step's scheduled values (torch reads ``betas``, ``eps``, ``weight_decay`` from
+        the param group at every step; the bias correction uses the current ``beta1``)."""
+        if "momentum" in hyper:
+            self.beta1 = hyper["momentum"].double()
+        if "weight_decay" in hyper:
+            self.decay = hyper["weight_decay"].double()
+        if "eps" in hyper:
+            self.eps = _col(hyper["eps"].double())
+
+    def step(
+        self,
+        params: torch.Tensor,
+        grad: torch.Tensor,
+        lr: torch.Tensor,
+        hyper: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        """One update of ``params`` ``(K, P)`` in place; ``lr`` is ``(K,)``, ``hyper`` this
+        step's scheduled hyper-parameters, each ``(K,)``."""
+        self._read(hyper or {})
         exp_avg, exp_avg_sq = self._moments(params)
         self.steps += 1
         lr64 = lr.double()
@@ -132,9 +217,10 @@ def _col(values: torch.Tensor) -> torch.Tensor:
 
 
 def make_batched_optimizer(
-    configs: Sequence[Mapping[str, Any]], device: torch.device
+    configs: Sequence[Mapping[str, Any]], device: torch.device, driven: Sequence[str] = ()
 ) -> BatchedSGD | BatchedAdam:
     """The batched optimizer for K normalised optimizer configs (one shape, see
-    :func:`optimizer_shape`)."""
+    :func:`optimizer_shape`); ``driven``: the hyper-parameters scheduled per step."""
     kind = configs[0]["type"]
-    return BatchedSGD(configs, device) if kind == "sgd" else BatchedAdam(configs, device)
+    cls = BatchedSGD if kind == "sgd" else BatchedAdam
+    return cls(configs, device, driven)

@@ -160,6 +160,45 @@ def normalize_optimizer(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def hyperparam_keys(optimizer: Mapping[str, Any]) -> tuple[str, ...]:
+    """The param-group keys a schedule may drive in a (normalised) optimizer: its numeric
+    scalars, and ``momentum`` for an Adam-family one (its ``betas[0]``, as
+    ``lrlab.torch.Scheduler`` sets it).
+
+    >>> hyperparam_keys({"type": "adam"})
+    ('momentum', 'eps', 'weight_decay')
+    """
+    defaults = OPTIMIZER_DEFAULTS[optimizer["type"]]
+    scalars = tuple(k for k, v in defaults.items() if type(v) is float)
+    return ("momentum", *scalars) if "betas" in defaults else scalars
+
+
+def check_hyperparams(
+    value: Any, where: str = "hyperparams", optimizer: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``{key: schedule config}`` with its shape checked (a table of config tables, no ``lr``:
+    the learning rate is the schedule itself); with ``optimizer`` (normalised), every key is one
+    it has (:func:`hyperparam_keys`). Schedule objects are stored as their configs."""
+    out: dict[str, Any] = {}
+    for key, config in V.mapping(value, where).items():
+        at = V.field(where, V.string(key, f"{where} key"))
+        if key == "lr":
+            raise ConfigError(f"{at}: not allowed: the learning rate is the schedule itself")
+        if optimizer is not None and key not in hyperparam_keys(optimizer):
+            kind = f"hyper-parameter for {optimizer['type']!r}"
+            raise ConfigError(
+                f"{where}: {unknown_name_error(kind, key, hyperparam_keys(optimizer))}"
+            )
+        if hasattr(config, "to_config"):
+            config = config.to_config()
+        if not isinstance(config, Mapping) or "type" not in config:
+            raise ConfigError(
+                f"{at} must be a schedule config table with a 'type' key, got {V.describe(config)}"
+            )
+        out[key] = config
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # The trial spec
 
@@ -178,7 +217,7 @@ def _json_copy(value: Any, where: str) -> Any:
 _UNKEYED = ("data_dir", "code_dir", "schedule_name", "objective")
 #: Fields added after the key was defined: in the key only when set, so that the keys (hence the
 #: stored results) of specs that do not use them stay what they were.
-_KEYED_WHEN_SET = ("trial", "settings")
+_KEYED_WHEN_SET = ("trial", "settings", "hyperparams")
 
 
 def _check_builtin(task: str | None, model: str | None) -> None:
@@ -207,7 +246,10 @@ class TrialSpec:
     ``settings`` is the study's free-form ``[settings]`` table it reads. ``code_dir`` is the
     folder user code is imported from (besides ``sys.path``), ``schedule_name`` the study's name
     for the schedule, ``objective`` the metric the study judges by; none of the three enters the
-    key. The constructor validates every field, so a bad study fails before its first trial runs.
+    key. ``hyperparams`` maps other param-group keys (``momentum``, ``weight_decay``, ...) to
+    schedule or policy configs on the same time axis (:func:`check_hyperparams`; with lrlab's
+    trainer, keys of ``optimizer`` only). The constructor validates every field, so a bad study
+    fails before its first trial runs.
     """
 
     task: str | None
@@ -224,6 +266,7 @@ class TrialSpec:
     schedule_name: str | None = None
     code_dir: str | None = None
     objective: str | None = None
+    hyperparams: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         schedule = self.schedule
@@ -246,6 +289,9 @@ class TrialSpec:
         _set(self, "batch_size", V.integer(self.batch_size, "batch_size", lo=1))
         _set(self, "seed", V.integer(self.seed, "seed", lo=0, hi=2**63 - 1))
         _set(self, "optimizer", normalize_optimizer(self.optimizer))
+        own_optimizer = self.optimizer if self.trial is None else None  # a user trial has its own
+        hyperparams = check_hyperparams(self.hyperparams, "hyperparams", own_optimizer)
+        _set(self, "hyperparams", _json_copy(hyperparams, "hyperparams"))
         V.choice(self.lr_interval, "lr_interval", LR_INTERVALS)
         for name in ("data_dir", "code_dir"):
             value = getattr(self, name)

@@ -654,6 +654,13 @@ def _settings_lines(report: Report) -> list[str]:
     if st_.get("optimizer"):
         lines.append("- optimizer: " + ", ".join(f"{k}={v}" for k, v in st_["optimizer"].items()))
     lines.append(f"- seeds: {', '.join(map(str, st_.get('seeds', [])))}")
+    driven = [
+        f"`{name}`: " + ", ".join(f"{k} `{json.dumps(c, sort_keys=True)}`" for k, c in hp.items())
+        for name, entry in st_.get("schedules", {}).items()
+        if (hp := entry.get("resolved_hyperparams"))
+    ]
+    if driven:  # the studies that schedule optimizer hyper-parameters besides the rate
+        lines.append("- scheduled hyper-parameters: " + "; ".join(driven))
     if report.target is not None:
         how = f" (the baseline's mean {obj.name})" if st_.get("target") == "baseline" else ""
         lines.append(f"- target {obj.name}: {_value(report.target, obj.name)}{how}")

@@ -45,6 +45,7 @@ from lrlab.lab.contract import (
     LR_INTERVALS,
     MODES,
     TrialSpec,
+    check_hyperparams,
     default_optimizer,
     is_code_ref,
     normalize_optimizer,
@@ -70,7 +71,9 @@ MAX_SEEDS = 10_000
 #: The longest placeholder expression accepted (a guard against pathological inputs).
 MAX_EXPRESSION = 500
 #: Keys of a [schedules.NAME] table that are trial settings for that schedule, not schedule config.
-SCHEDULE_OVERRIDES = ("optimizer", "lr_interval")
+SCHEDULE_OVERRIDES = ("optimizer", "lr_interval", "hyperparams")
+#: Of those, the ones for lrlab's trainer only (hyperparams also drive a user trial's scheduler).
+TRAINER_OVERRIDES = ("optimizer", "lr_interval")
 
 _PLACEHOLDER = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -192,6 +195,7 @@ class ScheduleEntry:
     config: dict  # as written (placeholders unresolved)
     optimizer: dict  # the study's optimizer unless overridden
     lr_interval: str
+    hyperparams: dict = field(default_factory=dict)  # param-group key -> config, as written
 
 
 @dataclass(frozen=True)
@@ -266,6 +270,14 @@ class Study:
         seed = self.seeds[0] if seed is None else seed
         return resolve_placeholders(entry.config, self.variables(entry, seed), f"schedules.{name}")
 
+    def resolved_hyperparams(self, name: str, seed: int | None = None) -> dict:
+        """The ``hyperparams`` table of ``name`` (param-group key -> config) with placeholders
+        resolved like :meth:`resolved_config`'s; ``{}`` when it has none."""
+        entry = self.schedules[name]
+        seed = self.seeds[0] if seed is None else seed
+        where = f"schedules.{name}.hyperparams"
+        return resolve_placeholders(entry.hyperparams, self.variables(entry, seed), where)
+
     def resolved_settings(self, seed: int) -> dict:
         """The ``[settings]`` table with placeholders resolved for ``seed``."""
         variables = {**_numeric_settings(self.settings), "seed": seed}
@@ -305,17 +317,21 @@ class Study:
             "margin": self.margin,
             "data_dir": self.data_dir,
             "iterations_per_epoch": self.iterations_per_epoch,
-            "schedules": {
-                name: {
-                    "config": entry.config,
-                    "resolved": self.resolved_config(name),
-                    "optimizer": entry.optimizer,
-                    "lr_interval": entry.lr_interval,
-                    "steps_per_epoch": self.steps_per_epoch(entry),
-                }
-                for name, entry in self.schedules.items()
-            },
+            "schedules": {name: self._entry_dict(entry) for name, entry in self.schedules.items()},
         }
+
+    def _entry_dict(self, entry: ScheduleEntry) -> dict:
+        out = {
+            "config": entry.config,
+            "resolved": self.resolved_config(entry.name),
+            "optimizer": entry.optimizer,
+            "lr_interval": entry.lr_interval,
+            "steps_per_epoch": self.steps_per_epoch(entry),
+        }
+        if entry.hyperparams:  # only when set: a stored study without them reads back as it was
+            out["hyperparams"] = entry.hyperparams
+            out["resolved_hyperparams"] = self.resolved_hyperparams(entry.name)
+        return out
 
 
 def _numeric_settings(settings: Mapping[str, Any]) -> dict[str, float]:
@@ -550,20 +566,33 @@ def _schedule_entries(values: dict) -> dict[str, ScheduleEntry]:
             )
         if not isinstance(table, Mapping):
             raise ConfigError(f"{swhere}: must be a table (a schedule config with a 'type' key)")
-        overrides = [k for k in SCHEDULE_OVERRIDES if k in table]
+        overrides = [k for k in TRAINER_OVERRIDES if k in table]
         if values["trial"] is not None and overrides:
             raise ConfigError(f"{swhere}: {overrides[0]} is for lrlab's trainer, not with trial")
+        optimizer = (
+            _in(swhere, normalize_optimizer, table["optimizer"])
+            if "optimizer" in table
+            else values["optimizer"]
+        )
         entries[sname] = ScheduleEntry(
             name=sname,
             config={k: v for k, v in table.items() if k not in SCHEDULE_OVERRIDES},
-            optimizer=_in(swhere, normalize_optimizer, table["optimizer"])
-            if "optimizer" in table
-            else values["optimizer"],
+            optimizer=optimizer,
             lr_interval=_in(swhere, _lr_interval, table["lr_interval"])
             if "lr_interval" in table
             else values["lr_interval"],
+            hyperparams=_entry_hyperparams(table, swhere, optimizer, values["trial"]),
         )
     return entries
+
+
+def _entry_hyperparams(table: Mapping, where: str, optimizer: dict, trial: str | None) -> dict:
+    """A schedule's ``hyperparams`` table, its keys checked against the optimizer that trains it
+    (a user trial builds its own optimizer: its keys are checked when its scheduler is built)."""
+    if "hyperparams" not in table:
+        return {}
+    own = optimizer if trial is None else None
+    return check_hyperparams(table["hyperparams"], f"{where}.hyperparams", own)
 
 
 def _objective(values: dict) -> tuple[str, str]:
@@ -712,31 +741,12 @@ def _study_value(values, source, code_dir, entries, baseline, objective, mode, t
 
 def _cells(study: Study) -> list[Cell]:
     """Every (schedule, seed) trial, seed-major; each schedule built, so a bad one fails here."""
-    from lrlab import from_config
-
     cells = []
     for seed in study.seeds:
         settings = study.resolved_settings(seed) if study.trial is not None else {}
         for sname, entry in study.schedules.items():
             try:
-                config = study.resolved_config(sname, seed)
-                from_config(config)
-                spec = TrialSpec(
-                    task=study.task,
-                    model=study.model,
-                    schedule=config,
-                    epochs=study.epochs,
-                    batch_size=study.batch_size,
-                    seed=seed,
-                    optimizer=entry.optimizer or {"type": "sgd"},
-                    lr_interval=entry.lr_interval,
-                    data_dir=study.data_dir,
-                    trial=study.trial,
-                    settings=settings,
-                    schedule_name=sname,
-                    code_dir=study.code_dir,
-                    objective=study.objective,
-                )
+                spec = _cell_spec(study, entry, seed, settings)
             except ConfigError as exc:
                 message = str(exc)
                 inside = message.startswith(f"schedules.{sname}") or message.startswith("settings")
@@ -746,6 +756,41 @@ def _cells(study: Study) -> list[Cell]:
                 raise ConfigError(f"schedules.{sname}: {one_line(exc)}") from None
             cells.append(Cell(sname, seed, spec))
     return cells
+
+
+def _cell_spec(study: Study, entry: ScheduleEntry, seed: int, settings: dict) -> TrialSpec:
+    """One cell's spec, its schedule and every hyper-parameter schedule built (so checked)."""
+    from lrlab import from_config
+
+    config = study.resolved_config(entry.name, seed)
+    from_config(config)
+    hyperparams = study.resolved_hyperparams(entry.name, seed)
+    for key, sub in hyperparams.items():
+        where = f"schedules.{entry.name}.hyperparams.{key}"
+        try:
+            from_config(sub, where=where)
+        except ConfigError as exc:  # a policy's own checks do not know where it sits
+            message = str(exc)
+            raise ConfigError(
+                message if message.startswith(where) else f"{where}: {message}"
+            ) from None
+    return TrialSpec(
+        task=study.task,
+        model=study.model,
+        schedule=config,
+        epochs=study.epochs,
+        batch_size=study.batch_size,
+        seed=seed,
+        optimizer=entry.optimizer or {"type": "sgd"},
+        lr_interval=entry.lr_interval,
+        data_dir=study.data_dir,
+        trial=study.trial,
+        settings=settings,
+        schedule_name=entry.name,
+        code_dir=study.code_dir,
+        objective=study.objective,
+        hyperparams=hyperparams,
+    )
 
 
 # --------------------------------------------------------------------------------------------

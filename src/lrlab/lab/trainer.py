@@ -13,7 +13,7 @@ Design choices, and why:
   thread count the same spec gives identical numbers. ``threads`` pins ``torch.set_num_threads``
   for the trial (1 per sweep worker), which is also what makes CPU reductions repeatable.
 * **The learning rate comes only from lrlab.** ``lrlab.torch.Scheduler`` sets the optimizer's
-  ``lr``: ``step()`` after every optimizer step (``lr_interval="step"``) or once per epoch
+  ``lr`` (and the hyper-parameters of ``spec.hyperparams``, e.g. ``momentum``): ``step()`` after every optimizer step (``lr_interval="step"``) or once per epoch
   (``"epoch"``), and ``step(val_loss)`` once per epoch after evaluation, which feeds
   metric-driven policies without advancing time (plain schedules ignore it).
 * **Best-validation checkpoint** (RALR's Algorithm 1): the weights of the epoch with the lowest
@@ -383,7 +383,8 @@ def _setup(spec: TrialSpec, task, dev: torch.device, ranks: _Ranks):
     torch.manual_seed(spec.seed)
     model = build_any_model(spec.model or "", task, code_dir=spec.code_dir).to(dev)
     optimizer = make_optimizer(model.parameters(), spec.optimizer)
-    sched = Scheduler(optimizer, schedule)
+    # the hyper-parameters follow their schedules step for step with the learning rate
+    sched = Scheduler(optimizer, schedule, hyperparams=spec.hyperparams or None)
     order = torch.Generator(device="cpu").manual_seed(derive_seed(spec.seed, "batch-order"))
     return model, ranks.wrap(model, dev), optimizer, sched, order
 

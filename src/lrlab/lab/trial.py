@@ -145,6 +145,8 @@ class Trial:
         seed: the trial's seed (seed your model, data order, ... with it).
         schedule_name: the schedule's name in the study.
         schedule: the schedule or policy (placeholders resolved).
+        hyperparams: the schedule's hyper-parameter schedules, ``{key: schedule}`` (may be
+            empty); :meth:`scheduler` drives them.
         settings: the study's ``[settings]`` table, placeholders resolved (a copy).
     """
 
@@ -156,6 +158,7 @@ class Trial:
         self.schedule_name = spec.schedule_name or ""
         self.settings = dict(spec.settings)
         self.schedule = from_config(spec.schedule)
+        self.hyperparams = {k: from_config(c) for k, c in spec.hyperparams.items()}
         self._on_epoch = on_epoch
         self.rows: list[dict[str, float]] = []
         self.diverged = False
@@ -165,11 +168,25 @@ class Trial:
 
     def scheduler(self, optimizer, **kwargs):
         """A ready :class:`lrlab.torch.Scheduler` on this trial's schedule (it sets the
-        optimizer's learning rate now; call ``step()`` after each ``optimizer.step()``)."""
+        optimizer's learning rate now; call ``step()`` after each ``optimizer.step()``).
+
+        It also drives the schedule's ``hyperparams`` (the study's
+        ``[schedules.NAME.hyperparams.KEY]`` tables, e.g. ``momentum``), checked against
+        ``optimizer`` here; ``hyperparams=`` in ``kwargs`` adds other keys."""
         from lrlab import from_config
         from lrlab.torch import Scheduler
 
-        return Scheduler(optimizer, from_config(self.spec.schedule), **kwargs)
+        extra = dict(V.mapping(kwargs.pop("hyperparams", None) or {}, "hyperparams"))
+        both = sorted(set(extra) & set(self.hyperparams))
+        if both:
+            raise ConfigError(
+                f"trial.scheduler: hyperparams {both[0]!r} is already driven by the study's "
+                f"schedule {self.schedule_name!r}"
+            )
+        hyperparams = {**self.hyperparams, **extra}
+        return Scheduler(
+            optimizer, from_config(self.spec.schedule), hyperparams=hyperparams or None, **kwargs
+        )
 
     def report(self, epoch: int, **metrics: Any) -> None:
         """Record one epoch's metrics (finite numbers under any names).
