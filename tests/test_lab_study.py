@@ -221,6 +221,20 @@ def test_bad_study_is_one_line_error_naming_the_field(tmp_path, change, expected
     assert expected in message
 
 
+def test_fields_left_out_take_their_defaults():
+    study = parse_study(
+        {
+            "task": "digits",
+            "model": "mlp",
+            "epochs": 1,
+            "schedules": {"a": {"type": "constant", "lr": 0.1}},
+        }
+    )
+    assert study.seeds == (0, 1, 2, 3, 4)  # seeds = 5, as the field's help says
+    assert [c.seed for c in study.cells] == [0, 1, 2, 3, 4]
+    assert (study.batch_size, study.lr_interval, study.settings) == (128, "step", {})
+
+
 def test_missing_fields_and_sources():
     with pytest.raises(ConfigError, match="missing required field 'model'"):
         parse_study(

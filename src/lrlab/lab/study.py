@@ -68,6 +68,8 @@ PLACEHOLDERS = {
 }
 #: The most seeds a study may have (each seed is one trial per schedule).
 MAX_SEEDS = 10_000
+#: seeds 0..N-1 of a study that does not say
+DEFAULT_SEEDS = 5
 #: The longest placeholder expression accepted (a guard against pathological inputs).
 MAX_EXPRESSION = 500
 #: Keys of a [schedules.NAME] table that are trial settings for that schedule, not schedule config.
@@ -479,7 +481,7 @@ FIELDS: tuple[Field, ...] = (
     Field("epochs", "training epochs per trial", lambda v, w: V.integer(v, w, lo=1), _REQUIRED, True),
     Field("batch_size", "mini-batch size", lambda v, w: V.integer(v, w, lo=1), 128, True),
     Field("lr_interval", '"step" (LR changes every iteration) or "epoch" (once per epoch)', _lr_interval, "step", True),
-    Field("seeds", f"number of seeds (0..N-1, N <= {MAX_SEEDS}) or a list of seeds", _seeds, 5),
+    Field("seeds", f"number of seeds (0..N-1, N <= {MAX_SEEDS}) or a list of seeds", _seeds, tuple(range(DEFAULT_SEEDS))),
     Field("optimizer", 'optimizer table, e.g. {type = "sgd", momentum = 0.9, weight_decay = 5e-4}', lambda v, w: normalize_optimizer(v), None, True),
     Field("baseline", "name of the schedule the others are tested against (default: the first)", V.string),
     Field("objective", "the metric the study is judged on (default: test_acc with lrlab's trainer)", V.string),
