@@ -117,7 +117,9 @@ class CosineRestarts(Schedule):
             n = ops.floor_div(t, self.period)
             if self.max_restarts is not None:
                 n = ops.minimum(n, float(self.max_restarts))
-            return n, ops.minimum(t - n * self.period, float(self.period)), float(self.period)
+            # + 0.0, not float(): the boundary tests pass a column of periods, one compile for all
+            length = self.period + 0.0
+            return n, ops.minimum(t - n * self.period, length), length
         n = ops.minimum(ops.count_le(self._starts, t) - 1, len(self._lengths) - 1)
         if self.max_restarts is not None:
             n = ops.minimum(n, self.max_restarts)
