@@ -264,6 +264,26 @@ def test_exported_schedules_are_exact_at_sample_periods(reference, real_exports)
             np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6, err_msg=msg)
 
 
+@pytest.mark.parametrize("path", ["optax_eager", "keras_eager"])
+def test_restarts_with_a_period_multiplier_are_exact_at_every_period_1_to_1000(
+    jax, keras, reference, path
+):
+    """cosine_restarts_mult2 as users build it, one schedule per period (eagerly: XLA runs the
+    same kernels op by op, and a compile per period would take minutes); compiled, it is
+    checked at the sample periods above."""
+    grid, bad = boundary_grid(), []
+    for p, row in zip(PERIODS, grid):
+        schedule = periodic_schedules(p)["cosine_restarts_mult2"]
+        if path == "optax_eager":
+            got = np.asarray(to_optax(schedule)(jax.numpy.asarray(row)))
+        else:
+            steps = keras.ops.convert_to_tensor(row, dtype="int32")
+            got = keras.ops.convert_to_numpy(to_keras(schedule)(steps))
+        if inexact_periods(got[None], reference["cosine_restarts_mult2"][p - 1][None]):
+            bad.append(p)
+    assert bad == []
+
+
 # -------------------------------------------------------------------------------- gamma ** t
 
 GAMMAS = [0.5, 0.9, 0.99, 0.999, 0.99994, 0.9999999, 1.0, 1.00001]
