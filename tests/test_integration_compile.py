@@ -189,3 +189,14 @@ def test_docs_snippet():
     exec(compile(code, "docs/integrations.md[compile]", "exec"), namespace)
     assert namespace["sched"].last_epoch == 100
     assert counters["stats"]["unique_graphs"] <= 2, dict(counters["stats"])
+
+
+def test_importing_the_adapter_leaves_dynamo_unimported():
+    """Dynamo (and sympy under it) costs ~2 s of CPU to import: a process that never compiles,
+    each lab worker among them, must not pay it at ``import lrlab.torch``."""
+    import subprocess
+    import sys
+
+    code = "import sys, lrlab.torch, lrlab.finder, lrlab.lab.trainer; print('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -206,6 +206,19 @@ def _requested(schedule: Any, lr: Any, momentum: Any, hyperparams: Any) -> dict[
     return specs
 
 
+_EAGER_STEP: Any = None
+
+
+def _eager_step() -> Any:
+    """``Scheduler.step`` that Dynamo runs eagerly (a graph break), made on first use: wrapping it
+    imports ``torch._dynamo`` (about 2 s of CPU), which a process that never compiles should not
+    pay at ``import lrlab.torch``; a process that gets here is compiling, so has it already."""
+    global _EAGER_STEP
+    if _EAGER_STEP is None:
+        _EAGER_STEP = torch.compiler.disable(Scheduler.step)
+    return _EAGER_STEP
+
+
 class Scheduler(LRScheduler):
     """Drive an optimizer's hyper-parameters with lrlab schedules or policies.
 
@@ -315,17 +328,13 @@ class Scheduler(LRScheduler):
             # inside a compiled function Dynamo would specialise on the step count and recompile
             # every step: run the update eagerly instead (a graph break). A decorator would do the
             # same but costs microseconds on every eager call.
-            return self._eager_step(metric)
+            return _eager_step()(self, metric)
         self._step_count += 1
         if metric is None:
             self.last_epoch += 1
             self._apply()
         else:
             self.observe(metric)
-
-    @torch.compiler.disable
-    def _eager_step(self, metric: float | None) -> None:
-        return Scheduler.step(self, metric)
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         return self.lr_at(self.last_epoch)
