@@ -123,6 +123,37 @@ def test_loss_fn_that_is_not_a_scalar_tensor_gets_one_line(loss_fn, says):
     assert _same(before, _state(model, opt))
 
 
+@pytest.mark.parametrize(
+    ("train_data", "repeats", "says"),
+    [
+        (lambda b: iter([]), 1, "train_data yielded no batches"),
+        (lambda b: [], 1, "train_data yielded no batches"),
+        (lambda b: iter(b), 2, "train_data must be re-iterable (each of the repeated runs"),
+    ],
+    ids=["empty_iterator", "empty_list", "one_shot_repeated"],
+)
+def test_data_without_batches_for_every_run_gets_one_line(train_data, repeats, says):
+    """An empty one-shot iterator was accepted (0 points, "end_of_data"); a one-shot iterator
+    would leave every repeat after the first without a batch."""
+    x, y = _data()
+    batches = [(x[:20], y[:20]), (x[20:], y[20:])]
+    model, opt = _model_opt()
+    before = _state(model, opt)
+    with pytest.raises(ConfigError) as err:
+        range_test(
+            model,
+            opt,
+            nn.functional.cross_entropy,
+            train_data(batches),
+            start_lr=1e-3,
+            end_lr=0.1,
+            steps=10,
+            repeats=repeats,
+        )
+    assert "\n" not in str(err.value) and says in str(err.value)
+    assert _same(before, _state(model, opt))
+
+
 def test_validation_loss_is_checked_too():
     x, y = _data()
     model, opt = _model_opt()

@@ -156,10 +156,11 @@ def _check_objects(model: Any, optimizer: Any, loss_fn: Any, grad_scaler: Any) -
         )
 
 
-def _check_data(train_data: Any, val_data: Any) -> None:
-    check_data(train_data, "train_data")
-    if val_data is not None:  # read again at every evaluation
-        check_data(val_data, "val_data", reiterable=True)
+def _check_data(train_data: Any, val_data: Any, runs: int) -> None:
+    every_run = "each of the repeated runs reads it from the start" if runs > 1 else ""
+    check_data(train_data, "train_data", reiterable=every_run)
+    if val_data is not None:
+        check_data(val_data, "val_data", reiterable="it is read again at every evaluation")
 
 
 def _seeds(seed: Any, repeats: Any, seeds: Any) -> list[int]:
@@ -306,7 +307,7 @@ def range_test(
     _check_objects(model, optimizer, loss_fn, grad_scaler)
     _check_ladder(start_lr, end_lr, steps, mode)
     run_seeds = _seeds(seed, repeats, seeds)
-    _check_data(train_data, val_data)
+    _check_data(train_data, val_data, len(run_seeds))
     opts = _run_options(model, settings)
     opts = replace(opts, config=_config(opts, model, optimizer, train_data, val_data))
     trainee = Trainee(model, optimizer, loss_fn, grad_scaler)

@@ -38,9 +38,9 @@ def is_tensor_pair(data: Any) -> bool:
     )
 
 
-def check_data(data: Any, field: str, *, reiterable: bool = False) -> None:
+def check_data(data: Any, field: str, *, reiterable: str = "") -> None:
     """Raise ConfigError (before any training) when ``data`` is neither a tensor pair nor iterable
-    (nor re-iterable, when ``reiterable``: validation data is read again at every evaluation)."""
+    (nor re-iterable, when ``reiterable`` says why it must be)."""
     if is_tensor_pair(data):
         x, y = data
         if x.shape[0] != y.shape[0]:
@@ -57,8 +57,8 @@ def check_data(data: Any, field: str, *, reiterable: bool = False) -> None:
         )
     if reiterable and isinstance(data, Iterator):
         raise ConfigError(
-            f"{field} must be re-iterable (a DataLoader, a list of batches or an (x, y) "
-            f"pair), not a one-shot {type(data).__name__}"
+            f"{field} must be re-iterable ({reiterable}): a DataLoader, a list of batches or "
+            f"an (x, y) pair, not a one-shot {type(data).__name__}"
         )
 
 
@@ -104,7 +104,7 @@ def train_batches(data: Any, *, batch_size: int, seed: int) -> Iterator[tuple[An
     A tensor pair is shuffled with its own ``torch.Generator`` seeded with ``seed`` (a fresh
     permutation every pass, ``drop_last`` so every batch has the same size; the global RNG is not
     used). An iterable is restarted with ``iter()`` whenever it runs out; a one-shot iterator that
-    runs out raises :class:`EndOfData`.
+    runs out raises :class:`EndOfData`; data that yields no batch at all is a ConfigError.
     """
     if is_tensor_pair(data):
         x, y = data
@@ -123,10 +123,10 @@ def train_batches(data: Any, *, batch_size: int, seed: int) -> Iterator[tuple[An
         try:
             batch = next(it)
         except StopIteration:
-            if one_shot:
-                raise EndOfData from None
             if not produced:
                 raise ConfigError("train_data yielded no batches") from None
+            if one_shot:
+                raise EndOfData from None
             it = iter(data)
             continue
         produced = True
