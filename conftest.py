@@ -1,4 +1,5 @@
-"""Shared test set-up for the whole suite (tests/ and the doctests under src/)."""
+"""Set-up for the whole suite (tests/ and the doctests under src/); tests/conftest.py marks the
+integration tests and holds the fixtures tests share."""
 
 import importlib.util
 import sys
@@ -27,30 +28,3 @@ def _timm_scheduler_without_models() -> None:
 
 
 _timm_scheduler_without_models()
-
-#: Test files that start real frameworks (DDP, Ray, Lightning, HF, torch.compile, JAX/Keras),
-#: subprocesses or whole studies: marked ``integration``, so that ``pytest -m "not integration"``
-#: is the fast suite a developer runs while editing.
-INTEGRATION_FILES = (
-    "test_integration_",
-    "test_examples",
-    "test_docs",
-    "test_export",
-    "test_lab_concurrency",
-    "test_lab_ray_usercode",
-    "test_lab_torchrun",
-    "test_lab_sweep",
-    "test_cli_compare",
-    "test_finder_cli",
-    "test_policies_torch",  # two gloo ranks, resumes in new processes
-    "test_lab_api",  # scripts run in subprocesses
-    "test_lab_trial",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    import pytest
-
-    for item in items:
-        if item.path.name.startswith(INTEGRATION_FILES):
-            item.add_marker(pytest.mark.integration)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import pytest
+from helpers import fuzz_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_lab_study_fuzz import BASE, FIELDS, values
@@ -22,7 +22,7 @@ from test_schedules_validation import configs
 from lrlab.cli import main
 from lrlab.schedules.config import _to_toml
 
-EXAMPLES = max(10, int(os.environ.get("LRLAB_FUZZ_EXAMPLES", "120")) // 3)
+EXAMPLES = max(10, fuzz_examples(120) // 3)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 steps = st.one_of(
     st.integers(min_value=-3, max_value=200).map(str),

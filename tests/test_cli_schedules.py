@@ -62,6 +62,7 @@ def test_papers_prints_and_plots(tmp_path, capsys):
     assert out.exists() and "RALR" in capsys.readouterr().out
 
 
+@pytest.mark.integration  # runs lrlab in a subprocess
 @pytest.mark.parametrize(
     "args,fragment",
     [
@@ -89,6 +90,7 @@ def test_bad_input_is_one_line_without_traceback(args, fragment):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.integration  # runs lrlab in a subprocess
 def test_an_unwritable_output_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -128,6 +130,7 @@ def assert_one_line_error(proc, *fragments):
         assert leak not in lines[0], lines[0]
 
 
+@pytest.mark.integration  # runs lrlab in a subprocess
 def test_an_output_that_is_a_folder_is_one_line_naming_it(tmp_path):
     folder = tmp_path / "adir"
     folder.mkdir()
@@ -136,6 +139,7 @@ def test_an_output_that_is_a_folder_is_one_line_naming_it(tmp_path):
     assert list(folder.iterdir()) == []  # no temporary file left behind
 
 
+@pytest.mark.integration  # runs lrlab in a subprocess
 def test_a_closed_pipe_ends_lr_quietly():
     proc = subprocess.Popen(
         [sys.executable, "-m", "lrlab", "lr", CLR, "--steps", "1000000"],
@@ -165,6 +169,7 @@ def _strict_json(text):
     return json.loads(text, parse_constant=reject)
 
 
+@pytest.mark.integration  # runs lrlab in a subprocess
 def test_lr_json_never_prints_infinity_or_nan():
     # 2**t overflows float64 after step 1023: rejected, saturated or an error, never Infinity
     proc = run_lrlab(
@@ -290,6 +295,7 @@ def test_a_study_policy_replays_with_the_study_steps_per_epoch(tmp_path, capsys)
     assert got[-1] == 0.01
 
 
+@pytest.mark.integration  # runs lrlab in a subprocess
 def test_unknown_study_schedule_is_one_line(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(STUDY)
@@ -323,6 +329,7 @@ def test_preview_study_plots_every_schedule_resolved_training_nothing(tmp_path, 
     assert (tmp_path / "lr.pdf").read_bytes()[:5] == b"%PDF-"
 
 
+@pytest.mark.integration  # runs lrlab in a subprocess
 def test_schedules_prints_plain_text():
     from lrlab.schedules import REGISTRY
 
@@ -342,6 +349,7 @@ def test_schedules_prints_plain_text():
             assert prose[-1].rstrip()[-1] in ".:)", paragraph
 
 
+@pytest.mark.integration  # runs lrlab in a subprocess
 def test_papers_table_fits_80_columns_with_whole_numbers(tmp_path):
     proc = run_lrlab("papers", "-o", str(tmp_path / "p.png"))
     assert proc.returncode == 0, proc.stderr

@@ -13,8 +13,6 @@ The DDP snippet of docs/integrations.md runs under torchrun too.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -124,41 +122,14 @@ def _worker(out_path: str) -> None:
 def _torchrun(script, *args, cwd, timeout=120):
     """``torchrun --standalone --nproc-per-node 2 script args`` in its own session, so that a hang
     is killed with all its workers (killing only torchrun would leave them behind)."""
-    import lrlab
+    from helpers import child_env, run_in_session
 
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=os.pathsep.join(
-            [str(Path(lrlab.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
-        ),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    env = child_env(OMP_NUM_THREADS="1")
+    code, output, _ = run_in_session(
+        [*cmd, script, *args], env=env, cwd=cwd, timeout=timeout, stderr=subprocess.STDOUT
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        str(script),
-        *map(str, args),
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"torchrun timed out after {timeout} s:\n{output[-3000:]}")
-    assert proc.returncode == 0, output[-5000:]
+    assert code == 0, output[-5000:]
     return output
 
 

@@ -15,6 +15,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import BATCH, numbers, spec_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,36 +37,7 @@ from lrlab.lab.trainer import (
 from lrlab.schedules import from_config
 from lrlab.torch import Scheduler, set_hyperparam
 
-BATCH = 50
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def task(tmp_path_factory):
-    """A small MNIST-1D (1,000 generated signals: 720 train / 80 val / 200 test)."""
-    arrays = T.mnist1d_arrays(tmp_path_factory.mktemp("cache"), num_samples=1000)
-    return T.make_task(
-        "mnist1d", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], 10
-    )
-
-
-def spec_for(schedule=None, **kw) -> TrialSpec:
-    base = dict(task="mnist1d", model="cnn", epochs=3, batch_size=BATCH, seed=0)
-    base.update(kw)
-    return TrialSpec(schedule=schedule or {"type": "constant", "lr": 0.05}, **base)
-
-
-def numbers(result: TrialResult) -> list:
-    """Everything a trial computes, without the timings."""
-    return [dataclasses.replace(e, seconds=0.0) for e in result.epochs] + [
-        (
-            result.diverged,
-            result.best_epoch,
-            result.best_val_loss,
-            result.best_test_acc,
-            result.final_test_acc,
-        )
-    ]
 
 
 STEPS = iterations_per_epoch(720, BATCH)

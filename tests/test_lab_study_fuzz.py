@@ -8,15 +8,15 @@ ConfigError naming the source; it never raises anything else.
 from __future__ import annotations
 
 import math
-import os
 
+from helpers import fuzz_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lrlab.errors import ConfigError, LrlabError
 from lrlab.lab.study import parse_study
 
-EXAMPLES = int(os.environ.get("LRLAB_FUZZ_EXAMPLES", "300"))
+EXAMPLES = fuzz_examples(300)
 
 scalars = st.one_of(
     st.none(),

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
+
+from helpers import child_env, run_in_session  # noqa: E402
 
 import lrlab  # noqa: E402
 from lrlab.lab.trainer import TrialSpec, iterations_per_epoch, train_trial  # noqa: E402
@@ -28,34 +27,11 @@ CLR = {"type": "cyclic", "base_lr": 0.01, "max_lr": 0.1, "step_size_up": 7, "mod
 SPEC = {"task": "digits", "model": "mlp", "epochs": 2, "batch_size": 68, "seed": 3, "schedule": CLR}
 
 
-def _env():
-    src = str(Path(lrlab.__file__).parents[1])
-    return dict(
-        os.environ,
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
-    )
-
-
 def _launch(args, *, cwd, timeout=120):
-    """Run ``python args...`` in its own session; on timeout kill the whole group (torchrun and
-    its workers). Returns (exit status, stdout, stderr)."""
-    proc = subprocess.Popen(
-        [sys.executable, *map(str, args)],
-        env=_env(),
-        cwd=cwd,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"timed out after {timeout} s:\n{out[-2000:]}\n{err[-3000:]}")
-    return proc.returncode, out, err
+    """Run ``python args...`` in its own session (a hang is killed with torchrun's workers).
+    Returns (exit status, stdout, stderr)."""
+    env = child_env(OMP_NUM_THREADS="1")
+    return run_in_session([sys.executable, *args], env=env, cwd=cwd, timeout=timeout)
 
 
 DUMPER = """

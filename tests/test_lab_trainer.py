@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import BATCH, numbers, spec_for
 
 import lrlab.schedules
 from lrlab.errors import ConfigError
@@ -23,38 +24,6 @@ from lrlab.lab.trainer import (
     normalize_optimizer,
     train_trial,
 )
-
-BATCH = 50
-
-
-@pytest.fixture(scope="module")
-def task(tmp_path_factory):
-    """A small MNIST-1D (1,000 generated signals: 720 train / 80 val / 200 test), so a trial of
-    a few epochs takes a fraction of a second."""
-    arrays = T.mnist1d_arrays(tmp_path_factory.mktemp("cache"), num_samples=1000)
-    return T.make_task(
-        "mnist1d", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], 10
-    )
-
-
-def spec_for(schedule=None, **kw) -> TrialSpec:
-    base = dict(task="mnist1d", model="cnn", epochs=3, batch_size=BATCH, seed=0)
-    base.update(kw)
-    return TrialSpec(schedule=schedule or {"type": "constant", "lr": 0.05}, **base)
-
-
-def numbers(result: TrialResult) -> list[tuple]:
-    """Everything a trial computes, without the timings."""
-    return [dataclasses.replace(e, seconds=0.0) for e in result.epochs] + [
-        (
-            result.diverged,
-            result.best_epoch,
-            result.best_val_loss,
-            result.best_test_acc,
-            result.final_test_acc,
-        )
-    ]
-
 
 # --------------------------------------------------------------------------------------------
 # determinism

@@ -4,6 +4,7 @@ deterministic, a state saved at any point continues identically, configs round-t
 import json
 import math
 
+from helpers import fuzz_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -161,7 +162,9 @@ def broken_policies(draw):
     return cfg
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=fuzz_examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(broken_policies(), histories)
 def test_a_broken_policy_config_is_one_line_or_gives_sane_rates(cfg, metrics):
     try:

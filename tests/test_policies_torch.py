@@ -4,20 +4,18 @@ new process, and two distributed ranks (gloo, CPU) that see different metrics bu
 import io
 import json
 import math
-import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import child_env, make_opt
 
 import lrlab
 from lrlab.policies import replay
 from lrlab.torch import Scheduler
 
-SRC = str(Path(lrlab.__file__).resolve().parents[1])
 STEPS_PER_EPOCH = 3
 METRICS = [
     2.3,
@@ -89,12 +87,6 @@ def train(sched, opt, metrics, steps_per_epoch, start, stop):
     return out
 """
 exec(LOOP)  # the same loop in this process and in the child processes
-
-
-def make_opt(lr=0.1, tensor=False, groups=1):
-    params = [torch.nn.Parameter(torch.zeros(2)) for _ in range(groups)]
-    lr = torch.tensor(lr) if tensor else lr
-    return torch.optim.SGD([{"params": [p]} for p in params], lr=lr, momentum=0.9)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -205,7 +197,7 @@ def test_resume_in_a_new_process_continues_exactly(tmp_path):
         json.dumps(spec)
     )  # NaN is written as NaN; json reads it back
     (tmp_path / "child.py").write_text(RESUME_CHILD)
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = child_env()
     out = subprocess.run(
         [sys.executable, str(tmp_path / "child.py"), str(tmp_path / "spec.json")],
         capture_output=True,
@@ -270,11 +262,7 @@ def test_two_ranks_with_different_metrics_make_identical_decisions(tmp_path):
     spec = {"configs": configs, "metrics": [rank0, rank1], "spe": spe, "total": total}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     (tmp_path / "worker.py").write_text(DIST_WORKER)
-    env = {
-        **os.environ,
-        "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        "OMP_NUM_THREADS": "1",
-    }
+    env = child_env(OMP_NUM_THREADS="1")
     port = free_port()
     procs = [
         subprocess.Popen(

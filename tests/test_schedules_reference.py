@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import assert_rel, torch_values
 
 from lrlab.schedules import (
     Constant,
@@ -20,26 +21,6 @@ from lrlab.schedules import (
     from_config,
 )
 
-
-def torch_lrs(make_scheduler, steps, lr=1.0):
-    """The lr torch's scheduler gives after 0..steps-1 calls of step()."""
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
-    sched = make_scheduler(opt)
-    out = np.empty(steps)
-    for t in range(steps):
-        out[t] = opt.param_groups[0]["lr"]
-        opt.step()
-        sched.step()
-    return out
-
-
-def assert_rel(actual, expected, rtol):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    scale = np.maximum(np.abs(expected), 1e-300)
-    worst = np.max(np.abs(actual - expected) / scale)
-    assert worst <= rtol, f"worst relative error {worst:.3g} > {rtol}"
-
-
 CLR_CASES = [
     (mode, up, down)
     for mode in ("triangular", "triangular2", "exp_range")
@@ -54,7 +35,7 @@ def test_cyclic_matches_torch_cycliclr_over_100k_steps(mode, up, down):
     ours = Cyclic(
         base_lr=0.001, max_lr=0.006, step_size_up=up, step_size_down=down, mode=mode, gamma=gamma
     )
-    expected = torch_lrs(
+    expected = torch_values(
         lambda o: torch.optim.lr_scheduler.CyclicLR(
             o,
             base_lr=0.001,
@@ -137,7 +118,7 @@ def test_cyclic_triangular2_halves_amplitude_each_cycle():
 )
 def test_classic_schedules_match_torch(ours, make):
     steps = 90 if isinstance(ours, Cosine) else 400  # torch's recursive cosine climbs after T_max
-    expected = torch_lrs(make, steps, lr=0.3)
+    expected = torch_values(make, steps, lr=0.3)
     # torch's recursive forms accumulate rounding; our closed forms do not
     assert_rel(ours.values(steps), expected, 1e-9)
     assert_rel([ours(t) for t in range(steps)], expected, 1e-9)

@@ -10,6 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from helpers import torch_values
 
 if "keras" not in sys.modules:  # Keras picks its backend at import: jax imports fastest here
     os.environ.setdefault("KERAS_BACKEND", "jax" if importlib.util.find_spec("jax") else "torch")
@@ -76,24 +77,13 @@ def test_restart_decay_and_max_restarts_hand_values():
     assert CosineRestarts(lr=1.0, period=5, max_restarts=2).horizon == 15
 
 
-def torch_lrs(make, steps, lr):
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
-    sched = make(opt)
-    out = []
-    for _ in range(steps):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return np.array(out)
-
-
 @pytest.mark.parametrize("period,mult", [(7, 1), (1, 2), (5, 3)])
 def test_matches_torch_over_100k_steps(period, mult):
     s = CosineRestarts(lr=0.3, end_lr=0.01, period=period, period_mult=mult)
     make = lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         o, T_0=period, T_mult=mult, eta_min=0.01
     )
-    expected = torch_lrs(make, 100_000, 0.3)
+    expected = torch_values(make, 100_000, 0.3)
     np.testing.assert_allclose(s.values(100_000), expected, rtol=1e-9)
 
 
@@ -146,6 +136,7 @@ def test_matches_timm_cycle_decay_and_cycle_limit(timm_cosine, period, mult, dec
 # ----------------------------------------------------------------------------------- Keras
 
 
+@pytest.mark.integration  # Keras (on JAX)
 @pytest.mark.parametrize("mult,decay", [(1.0, 0.5), (2.0, 0.8), (3.0, 1.0), (1.0, 1.0)])
 def test_matches_keras_cosine_decay_restarts(mult, decay):
     """Keras' m_mul is restart_decay where the conventions overlap: alpha = 0 = end_lr."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 import random
-import warnings
 
 import numpy as np
 import pytest
 import torch
+from helpers import assert_rel, torch_values
 
 from lrlab.errors import ConfigError
 from lrlab.schedules import (
@@ -26,26 +26,6 @@ from lrlab.schedules import (
 )
 
 LONG = 100_000
-
-
-def run_torch(make, steps, lr=1.0, key="lr", momentum=0.9):
-    """The value of ``key`` torch's scheduler sets after 0..steps-1 calls of step()."""
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr, momentum=momentum)
-    sched = make(opt)
-    out = np.empty(steps)
-    group = opt.param_groups[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # step() without optimizer.step(): the lr is the same
-        for t in range(steps):
-            out[t] = group[key]
-            sched.step()
-    return out
-
-
-def assert_rel(actual, expected, rtol):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    worst = np.max(np.abs(actual - expected) / np.maximum(np.abs(expected), 1e-300))
-    assert worst <= rtol, f"worst relative error {worst:.3g} > {rtol}"
 
 
 # ---------------------------------------------------------------------------------- onecycle
@@ -97,8 +77,9 @@ def test_onecycle_lr_and_momentum_equal_torch_over_100k_steps(seed):
 
     ours, ours_m = OneCycle(**lr, **shape), OneCycleMomentum(**mom, **shape)
     # the arithmetic is torch's, in its order: equal to float64 rounding
-    assert_rel(ours.values(LONG), run_torch(make, LONG), 1e-12)
-    assert_rel(ours_m.values(LONG), run_torch(make, LONG, key="momentum"), 1e-12)
+    lrs, momenta = torch_values(make, LONG, key=("lr", "momentum"))
+    assert_rel(ours.values(LONG), lrs, 1e-12)
+    assert_rel(ours_m.values(LONG), momenta, 1e-12)
     sample = range(0, LONG, 9973)
     assert_rel([ours(t) for t in sample], ours.values(np.array(sample)), 1e-15)
 
@@ -109,7 +90,7 @@ def test_onecycle_equals_torch_on_short_random_configs(seed):
     shape = random_onecycle(rng, rng.randint(20, 3000))
     kw = {"max_lr": rng.uniform(0.001, 5), "div_factor": rng.uniform(1.5, 100)}
     steps = shape["total_steps"]
-    expected = run_torch(lambda o: torch.optim.lr_scheduler.OneCycleLR(o, **kw, **shape), steps)
+    expected = torch_values(lambda o: torch.optim.lr_scheduler.OneCycleLR(o, **kw, **shape), steps)
     assert_rel(OneCycle(**kw, **shape).values(steps), expected, 1e-12)
 
 
@@ -152,7 +133,7 @@ def test_linear_equals_torch_linearlr(seed):
     kw = {"start_factor": rng.uniform(0.01, 1), "end_factor": rng.uniform(0, 1)}
     kw["total_iters"] = rng.randint(1, 2000)
     steps = LONG if seed == 0 else 5000
-    expected = run_torch(lambda o: torch.optim.lr_scheduler.LinearLR(o, **kw), steps, lr=0.3)
+    expected = torch_values(lambda o: torch.optim.lr_scheduler.LinearLR(o, **kw), steps, lr=0.3)
     # torch multiplies step by step (its recursive form): its rounding, about 1e-16 per step
     assert_rel(Linear(lr=0.3, **kw).values(steps), expected, 1e-12)
 
@@ -162,7 +143,7 @@ def test_constant_factor_equals_torch_constantlr(seed):
     rng = random.Random(seed)
     kw = {"factor": rng.uniform(0.01, 1), "total_iters": rng.randint(0, 2000)}
     steps = LONG if seed == 0 else 5000
-    expected = run_torch(lambda o: torch.optim.lr_scheduler.ConstantLR(o, **kw), steps, lr=0.3)
+    expected = torch_values(lambda o: torch.optim.lr_scheduler.ConstantLR(o, **kw), steps, lr=0.3)
     assert_rel(ConstantFactor(lr=0.3, **kw).values(steps), expected, 1e-12)
 
 
@@ -189,7 +170,7 @@ def test_chain_torch_doc_example():
             ]
         )
 
-    assert run_torch(make, 5).tolist() == pytest.approx(expected, rel=1e-15)
+    assert torch_values(make, 5).tolist() == pytest.approx(expected, rel=1e-15)
 
 
 def test_chain_equals_torch_chained_scheduler():
@@ -211,7 +192,7 @@ def test_chain_equals_torch_chained_scheduler():
     )
     steps = 20_000
     # torch's recursive product rounds once per step; the closed form does not
-    assert_rel(ours.values(steps), run_torch(make, steps, lr=0.2), 1e-11)
+    assert_rel(ours.values(steps), torch_values(make, steps, lr=0.2), 1e-11)
 
 
 # ---------------------------------------------------------------- LambdaLR, MultiplicativeLR
@@ -220,12 +201,12 @@ def test_chain_equals_torch_chained_scheduler():
 def test_from_function_equals_lambdalr_and_multiplicativelr():
     fn = lambda t: 0.95 ** (t // 3) * (1 + (t % 7) / 10)
     steps = 5000
-    expected = run_torch(lambda o: torch.optim.lr_scheduler.LambdaLR(o, fn), steps, lr=0.2)
+    expected = torch_values(lambda o: torch.optim.lr_scheduler.LambdaLR(o, fn), steps, lr=0.2)
     s = from_function(fn, lr=0.2)
     assert_rel(s.values(steps), expected, 1e-15)
     assert_rel([s(t) for t in range(steps)], expected, 1e-15)
     mult = lambda t: 0.9995 if t % 2 else 1.0001
-    expected = run_torch(
+    expected = torch_values(
         lambda o: torch.optim.lr_scheduler.MultiplicativeLR(o, mult), steps, lr=0.2
     )
     m = from_function(mult, lr=0.2, multiplicative=True)
@@ -259,6 +240,7 @@ def optimization():
     return pytest.importorskip("transformers.optimization")
 
 
+@pytest.mark.integration  # transformers (HF)
 @pytest.mark.parametrize("warmup,timescale", [(1, None), (100, None), (4000, None), (500, 2000)])
 def test_inverse_sqrt_equals_transformers(optimization, warmup, timescale):
     def make(opt):
@@ -266,7 +248,7 @@ def test_inverse_sqrt_equals_transformers(optimization, warmup, timescale):
             opt, num_warmup_steps=warmup, timescale=timescale
         )
 
-    expected = run_torch(make, LONG, lr=0.3)
+    expected = torch_values(make, LONG, lr=0.3)
     assert_rel(
         InverseSqrt(lr=0.3, warmup_steps=warmup, timescale=timescale).values(LONG), expected, 1e-12
     )
@@ -280,6 +262,7 @@ def test_inverse_sqrt_is_fairseqs_formula():
         assert s(t) == pytest.approx(expected, rel=1e-14)
 
 
+@pytest.mark.integration  # transformers (HF)
 @pytest.mark.parametrize("decay", ["linear", "cosine", "1-sqrt"])
 @pytest.mark.parametrize(
     "warmup,decay_steps,ratio", [(0, 20_000, 0.0), (2000, 30_000, 0.1), (500, 100_000 - 500, 0.01)]
@@ -305,7 +288,7 @@ def test_wsd_equals_transformers(optimization, decay, warmup, decay_steps, ratio
         end_lr=lr * ratio,
         decay=decay,
     )
-    expected = run_torch(make, total + 100, lr=lr)
+    expected = torch_values(make, total + 100, lr=lr)
     np.testing.assert_allclose(ours.values(total + 100), expected, rtol=1e-12, atol=1e-15 * lr)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
+from helpers import fuzz_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -256,7 +256,7 @@ def test_a_50_deep_nested_warmup_from_config_evaluates_one_leaf_per_call():
 
 # --------------------------------------------------------------------------------- fuzzing
 
-FUZZ_EXAMPLES = int(os.environ.get("LRLAB_FUZZ_EXAMPLES", "200"))
+FUZZ_EXAMPLES = fuzz_examples(200)
 FUZZ_STEPS = np.array(
     [0.0, 1.0, 2.0, 3.0, 7.0, 99.0, 1000.0, 12345.0, 1e6, 1e9, 1e15, float(MAX_STEP)]
 )

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from helpers import make_opt
 
 import lrlab
 from lrlab.errors import ConfigError
@@ -28,11 +29,6 @@ CLR = {
     "max_lr": 0.006,
     "step_size_up": 7,
 }
-
-
-def make_opt(lr=0.1, groups=1):
-    params = [torch.nn.Parameter(torch.zeros(2)) for _ in range(groups)]
-    return torch.optim.SGD([{"params": [p]} for p in params], lr=lr, momentum=0.9)
 
 
 def run(sched, opt, steps):
@@ -142,6 +138,7 @@ print(repr(out)); print(repr([float(p.detach().sum()) for p in model.parameters(
 """
 
 
+@pytest.mark.integration  # a new Python process per case
 @pytest.mark.parametrize("config", [RALR, CLR], ids=["ralr", "clr"])
 def test_resume_in_a_new_process_gives_the_uninterrupted_learning_rates(config, tmp_path):
     total, cut = 60, 23

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import warnings
 
 import pytest
 import torch
+from helpers import fuzz_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lrlab.errors import ConfigError
 from lrlab.torch import Scheduler
 
-EXAMPLES = int(os.environ.get("LRLAB_FUZZ_EXAMPLES", "300"))
+EXAMPLES = fuzz_examples(300)
 PLATEAU = {"type": "policy", "trigger": "plateau", "patience": 1, "factor": 0.5, "lr0": 0.1}
 CUTOFF = {
     "type": "policy",
