@@ -129,7 +129,7 @@ class Block:
 _SKIP = re.compile(r'<!--\s*docs-test:\s*skip\s+reason="([^"]+)"\s*-->')
 _SNIPPET = re.compile(r"<!--\s*snippet:\s*([\w.-]+)\s*-->")
 _LEAD_COMMANDS = {
-    "main-command": "the main command (the default study, minutes); the lead runs it",
+    "main-command": "the main command: the default study, which test_docs_figures.py runs",
     "test-command": "the test command: this suite itself; .ci/run runs it",
 }
 

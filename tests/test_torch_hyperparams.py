@@ -16,7 +16,7 @@ import torch
 
 import lrlab
 from lrlab.errors import ConfigError
-from lrlab.schedules import REGISTRY, Cyclic
+from lrlab.schedules import Cyclic
 from lrlab.torch import Scheduler, set_hyperparam
 
 STEPS = 100_000
@@ -125,10 +125,6 @@ def test_cyclic_lr_with_momentum_equals_torch_over_100k_steps(seed):
 def test_cyclic_momentum_as_a_descending_cycle_config(seed):
     kw, momenta = cyclic_case(seed)
     descending, _ = momentum_drivers(kw, momenta)
-    try:
-        lrlab.from_config(descending)
-    except ConfigError as exc:
-        pytest.skip(f"the cyclic type does not take base_lr > max_lr yet (helper 'sched'): {exc}")
     ref_opt = adam(lr=0.1)
     ref = torch.optim.lr_scheduler.CyclicLR(ref_opt, cycle_momentum=True, **kw, **momenta)
     opt = adam(lr=0.1)
@@ -216,11 +212,6 @@ def test_state_dict_keeps_every_key_and_resumes():
 @pytest.mark.parametrize("three_phase", [False, True])
 @pytest.mark.parametrize("anneal_strategy", ["cos", "linear"])
 def test_onecycle_lr_and_momentum_equal_torch(anneal_strategy, three_phase):
-    if not {"onecycle", "onecycle_momentum"} <= set(REGISTRY):
-        pytest.skip(
-            "the onecycle and onecycle_momentum types are not here yet (helper 'sched'); "
-            "the lead runs this after merging"
-        )
     shape = dict(
         total_steps=5000, pct_start=0.3, anneal_strategy=anneal_strategy, three_phase=three_phase
     )
@@ -300,16 +291,13 @@ def test_sync_metric_off_skips_the_all_reduce(monkeypatch):
 
 
 def test_a_schedule_made_from_a_function_drives_and_saves_without_a_config():
-    from_function = getattr(lrlab.schedules, "from_function", None)
-    if from_function is None:
-        pytest.skip("lrlab.schedules.from_function is not here yet (helper 'sched')")
     opt = sgd()
-    sched = Scheduler(opt, from_function(lambda t: 0.1 * 0.5**t))
+    sched = Scheduler(opt, lrlab.schedules.from_function(lambda t: 0.1 * 0.5**t))
     sched.step()
     assert opt.param_groups[0]["lr"] == 0.05
     state = sched.state_dict()
     assert state["hyperparams"]["lr"]["configs"] == [None]
-    fresh = Scheduler(sgd(), from_function(lambda t: 0.1 * 0.5**t))
+    fresh = Scheduler(sgd(), lrlab.schedules.from_function(lambda t: 0.1 * 0.5**t))
     fresh.load_state_dict(state)
     assert fresh.get_last_lr() == [0.05]
 
