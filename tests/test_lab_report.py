@@ -437,3 +437,27 @@ def test_plot_styles_stay_distinct_for_40_schedules_and_losses_come_first(store)
     # the y-axis spans the second half of the mean curves, not the early epochs
     low, high = zoom([np.array([0.1, 0.5, 0.90, 0.92]), np.array([0.2, 0.6, 0.93, 0.94])])
     assert 0.88 < low < 0.90 and 0.94 < high < 0.95
+
+
+def test_lr_panels_draw_scheduled_hyperparameters_on_a_second_axis():
+    from matplotlib.figure import Figure
+
+    from lrlab import from_config
+    from lrlab.lab import plots
+
+    momentum = {"type": "onecycle_momentum", "total_steps": 40}
+    entry = {
+        "resolved": {"type": "onecycle", "max_lr": 0.1, "total_steps": 40},
+        "resolved_hyperparams": {"momentum": momentum},
+        "steps_per_epoch": 10,
+    }
+    ax = Figure().add_subplot()
+    plots._hyperparam_curves(ax, entry, 4, "default")
+    (right,) = [a for a in ax.figure.axes if a is not ax]
+    (line,) = right.get_lines()
+    assert line.get_label() == "momentum" and right.get_ylabel() == "momentum"
+    assert np.array_equal(line.get_ydata(), from_config(momentum).values(np.arange(41)))
+    assert np.array_equal(line.get_xdata(), np.arange(41) / 10)
+    bare = Figure().add_subplot()
+    plots._hyperparam_curves(bare, {**entry, "resolved_hyperparams": {}}, 4, "default")
+    assert bare.figure.axes == [bare]  # nothing scheduled: no second axis

@@ -57,13 +57,16 @@ def _scale(name: str) -> float:
 # Learning rates
 
 
-def _schedule_curve(entry: dict, epochs: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(epoch_axis, lr)`` of a closed-form schedule; None for a metric-driven policy."""
+def _schedule_curve(
+    entry: dict, epochs: int, config: dict | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(epoch_axis, lr)`` of a closed-form schedule (``config``, default the entry's resolved
+    lr schedule); None for a metric-driven policy."""
     from lrlab import from_config
     from lrlab.schedules import Schedule
 
     try:
-        obj = from_config(entry["resolved"])
+        obj = from_config(entry["resolved"] if config is None else config)
     except Exception:  # a config this lrlab cannot build any more: fall back to recorded LRs
         return None
     if not isinstance(obj, Schedule):
@@ -71,6 +74,23 @@ def _schedule_curve(entry: dict, epochs: int) -> tuple[np.ndarray, np.ndarray] |
     spe = int(entry["steps_per_epoch"])
     t = np.arange(epochs * spe + 1, dtype=np.float64)
     return t / spe, obj.values(t)
+
+
+def _hyperparam_curves(ax: Any, entry: dict, epochs: int, drawstyle: str) -> None:
+    """The schedule's scheduled hyper-parameters (momentum, ...) on a right-hand axis, dashed."""
+    hyperparams = entry.get("resolved_hyperparams") or {}
+    curves = {
+        k: curve
+        for k, c in hyperparams.items()
+        if (curve := _schedule_curve(entry, epochs, c)) is not None
+    }
+    if not curves:
+        return
+    right = ax.twinx()
+    for i, (key, (x, y)) in enumerate(curves.items(), start=1):
+        right.plot(x, y, lw=1.0, ls="--", color=f"C{i}", drawstyle=drawstyle, label=key)
+    right.set_ylabel(", ".join(curves), fontsize=8)
+    right.legend(fontsize=7, loc="lower right")
 
 
 def _recorded_lr(ax: Any, report: Report, name: str) -> None:
@@ -108,6 +128,7 @@ def plot_lr_curves(report: Report, path: str | Path) -> None:
             steps = "steps-post" if int(entry["steps_per_epoch"]) == 1 else "default"
             ax.plot(curve[0], curve[1], lw=1.0, color="C0", drawstyle=steps)
             ax.set_title(name, fontsize=10)
+            _hyperparam_curves(ax, entry, epochs, steps)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
     for ax in axes.flat[len(names) :]:
