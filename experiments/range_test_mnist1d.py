@@ -12,7 +12,8 @@ For each model on MNIST-1D:
    suggested single ``lr`` and one at fastai's ``valley`` for ``--fixed-epochs``;
 4. run a linear sweep 0.001..1 (Smith's protocol; range test only, nothing trained);
 
-every schedule with ``--seeds`` seeds, through the lab's trainer (``lrlab.lab.trainer``).
+every schedule with ``--seeds`` seeds, through the lab's batched trainer
+(``lrlab.lab.batched.train_trials``, as ``lrlab compare`` trains them).
 
 Output: stdout is exactly the figure ``range-test-mnist1d`` of docs/range-test.md (progress
 goes to stderr); ``--out`` gets ``figures.md``, ``figures.json`` (the same numbers),
@@ -98,31 +99,38 @@ def find(model_name, task, *, mode, start_lr, end_lr, steps, repeats):
     )
 
 
-def train(model_name, schedule, epochs, seeds, task):
-    from lrlab.lab.trainer import TrialSpec, train_trial
+def train(model_name, schedules: dict, seeds, task) -> dict:
+    """Every row's trials (``schedules``: name -> (config, epochs)) at once, through the lab's
+    batched trainer, as ``lrlab compare`` trains them: a trial's numbers do not depend on its
+    batch-mates (``lrlab.lab.batched.train_trials``)."""
+    from lrlab.lab.batched import train_trials
+    from lrlab.lab.trainer import TrialSpec
 
-    curves, finals, picked = [], [], []
-    for seed in seeds:
-        spec = TrialSpec(
+    keys = [(name, seed) for name in schedules for seed in seeds]
+    specs = [
+        TrialSpec(
             task="mnist1d",
             model=model_name,
-            schedule=schedule,
-            epochs=epochs,
+            schedule=schedules[name][0],
+            epochs=schedules[name][1],
             batch_size=BATCH,
             seed=seed,
             optimizer=OPTIMIZER,
         )
-        res = train_trial(spec, task=task, threads=1)
-        curves.append([e.test_acc for e in res.epochs])
-        finals.append(res.final_test_acc)
-        picked.append(res.best_test_acc)
-    return {
-        "schedule": schedule,
-        "epochs": epochs,
-        "curves": curves,
-        "final": finals,
-        "best_val_pick": picked,
-    }
+        for name, seed in keys
+    ]
+    results = train_trials(specs, task=task, threads=1)
+    rows = {}
+    for name, (schedule, epochs) in schedules.items():
+        runs = [r for (n, _), r in zip(keys, results) if n == name]
+        rows[name] = {
+            "schedule": schedule,
+            "epochs": epochs,
+            "curves": [[e.test_acc for e in r.epochs] for r in runs],
+            "final": [r.final_test_acc for r in runs],
+            "best_val_pick": [r.best_test_acc for r in runs],
+        }
+    return rows
 
 
 def pct(m_sd) -> str:
@@ -159,21 +167,20 @@ def study(model_name, task, args) -> tuple[dict, dict]:
         raise SystemExit(f"no usable suggestion for {model_name}: {sug.codes}")
     seeds = list(range(args.seeds))
     clr_epochs = 2 * args.step_epochs * args.cycles
-    rows = {}
-    for lr in args.grid:
-        rows[f"constant {lr:g}"] = train(
-            model_name, {"type": "constant", "lr": lr}, args.fixed_epochs, seeds, task
-        )
-        log(f"[{model_name}] constant {lr:g}: final {mean_sd(rows[f'constant {lr:g}']['final'])}")
     cyc = sug.to_cyclic_config(step_size_up=args.step_epochs * per_epoch)
-    rows["triangular2"] = train(model_name, cyc, clr_epochs, seeds, task)
-    rows["suggested lr"] = train(
-        model_name, {"type": "constant", "lr": sug.lr}, args.fixed_epochs, seeds, task
-    )
     valley = sug.fastai["valley"]
-    rows["fastai valley"] = train(
-        model_name, {"type": "constant", "lr": valley}, args.fixed_epochs, seeds, task
-    )
+    schedules = {
+        **{
+            f"constant {lr:g}": ({"type": "constant", "lr": lr}, args.fixed_epochs)
+            for lr in args.grid
+        },
+        "triangular2": (cyc, clr_epochs),
+        "suggested lr": ({"type": "constant", "lr": sug.lr}, args.fixed_epochs),
+        "fastai valley": ({"type": "constant", "lr": valley}, args.fixed_epochs),
+    }
+    rows = train(model_name, schedules, seeds, task)
+    for key, row in rows.items():
+        log(f"[{model_name}] {key}: final {mean_sd(row['final'])}")
     log(f"[{model_name}] trained ({time.perf_counter() - t0:.0f} s)")
     linear = find(
         model_name, task, mode="linear", start_lr=1e-3, end_lr=1.0, steps=steps, repeats=3

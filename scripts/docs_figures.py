@@ -17,7 +17,7 @@ Figures covered (``FIGURES``):
   (wall time depends on the machine; the README quotes a measured time outside the markers);
 * ``range-test-least-squares`` and ``range-test-mnist1d`` in docs/range-test.md: what
   ``experiments/range_test_least_squares.py`` and ``experiments/range_test_mnist1d.py`` print
-  (seconds, and about two minutes of CPU time).
+  (seconds, and about a minute of CPU time).
 
 Usage (from the repository root, with the venv's python):
 

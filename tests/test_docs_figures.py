@@ -5,8 +5,9 @@ Two checks per figure:
 * its text between the ``docs-figure`` markers still has the checksum the script wrote with it:
   a hand edit fails here at once, without running anything;
 * regenerated from a fresh run (``default-study``: the default study, ~100 s on 2 cores;
-  ``range-test-mnist1d``: about two minutes of CPU time), it equals the text in the doc: a change of the code that changes a figure fails here until
-  ``python scripts/docs_figures.py`` is run and the result committed.
+  ``range-test-mnist1d``: about a minute of CPU time), it equals the text in the doc: a change
+  of the code that changes a figure fails here until ``python scripts/docs_figures.py`` is run
+  and the result committed.
 """
 
 from __future__ import annotations
