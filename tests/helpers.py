@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sqlite3
 import subprocess
 import warnings
 from pathlib import Path
@@ -124,3 +125,35 @@ def run_in_session(cmd, *, env, cwd, timeout, stderr=subprocess.PIPE):
         out, err = proc.communicate()
         pytest.fail(f"timed out after {timeout} s:\n{out[-2000:]}\n{(err or '')[-3000:]}")
     return proc.returncode, out, err
+
+
+def done_keys(db) -> set[str]:
+    """Keys of the trials a results database holds as done, read with plain SQLite (not the
+    store under test), while a sweep may still be writing it; empty before it exists."""
+    if not Path(db).exists():
+        return set()
+    con = sqlite3.connect(db, timeout=5)
+    try:
+        return {r[0] for r in con.execute("SELECT key FROM trials WHERE status='done'")}
+    except sqlite3.OperationalError:  # tables not created yet
+        return set()
+    finally:
+        con.close()
+
+
+class RecordingTrial:
+    """A stand-in for the lab's trial object: a schedule, ``scheduler(opt)``, and the reports."""
+
+    def __init__(self, schedule, settings=None, seed=0):
+        self.schedule = schedule
+        self.settings = dict(settings or {})
+        self.seed = seed
+        self.reports: list[tuple[int, dict]] = []
+
+    def scheduler(self, optimizer):
+        from lrlab.torch import Scheduler
+
+        return Scheduler(optimizer, self.schedule)
+
+    def report(self, epoch, **metrics):
+        self.reports.append((epoch, metrics))

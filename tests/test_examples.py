@@ -12,13 +12,13 @@ import math
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import done_keys
 
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
@@ -95,18 +95,6 @@ def stored(db: Path, study: str = "study") -> dict:
             )
             for t in store.study_trials(study)
         }
-
-
-def finished_keys(db: Path) -> set[str]:
-    if not db.exists():
-        return set()
-    con = sqlite3.connect(db, timeout=5)
-    try:
-        return {r[0] for r in con.execute("SELECT key FROM trials WHERE status='done'")}
-    except sqlite3.OperationalError:  # tables not created yet
-        return set()
-    finally:
-        con.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +299,7 @@ def test_sigkill_mid_sweep_then_a_rerun_gives_the_uninterrupted_table(tmp_path):
     )
     try:
         deadline = time.monotonic() + 240
-        while len(finished_keys(out / "results.sqlite")) < 2:
+        while len(done_keys(out / "results.sqlite")) < 2:
             assert proc.poll() is None, "the sweep ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -320,7 +308,7 @@ def test_sigkill_mid_sweep_then_a_rerun_gives_the_uninterrupted_table(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    before = finished_keys(out / "results.sqlite")
+    before = done_keys(out / "results.sqlite")
     assert 2 <= len(before) < SCHEDULES * SEEDS
     env["EXAMPLE_TRIAL_SLEEP"] = "0"
     rerun = lrlab(*args, cwd=tmp_path, env=env)

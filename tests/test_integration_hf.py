@@ -26,6 +26,7 @@ pytest.importorskip(
     "accelerate", reason="the HF Trainer needs accelerate (pip install 'lrlab[integrations]')"
 )
 
+from helpers import RecordingTrial  # noqa: E402
 from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
 import lrlab  # noqa: E402
@@ -178,22 +179,6 @@ def test_docs_snippet(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------------------------
 # lrlab.lab.callbacks.HuggingFaceReporter: a trial function that trains with the HF Trainer
-
-
-class RecordingTrial:
-    """A stand-in for the lab's trial object: a schedule, ``scheduler(opt)``, and the reports."""
-
-    def __init__(self, schedule, settings=None, seed=0):
-        self.schedule = schedule
-        self.settings = dict(settings or {})
-        self.seed = seed
-        self.reports: list[tuple[int, dict]] = []
-
-    def scheduler(self, optimizer):
-        return Scheduler(optimizer, self.schedule)
-
-    def report(self, epoch, **metrics):
-        self.reports.append((epoch, metrics))
 
 
 def _mse(model, data):

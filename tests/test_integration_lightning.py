@@ -23,6 +23,7 @@ pl = pytest.importorskip(
     "lightning.pytorch", reason="lightning is not installed (pip install 'lrlab[integrations]')"
 )
 
+from helpers import RecordingTrial  # noqa: E402
 from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
 from lightning.pytorch.loggers import Logger  # noqa: E402
 
@@ -256,22 +257,6 @@ def test_docs_snippet(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------------------------
 # lrlab.lab.callbacks.LightningReporter: a trial function that trains with Lightning
-
-
-class RecordingTrial:
-    """A stand-in for the lab's trial object: a schedule, ``scheduler(opt)``, and the reports."""
-
-    def __init__(self, schedule, settings=None, seed=0):
-        self.schedule = schedule
-        self.settings = dict(settings or {})
-        self.seed = seed
-        self.reports: list[tuple[int, dict]] = []
-
-    def scheduler(self, optimizer):
-        return Scheduler(optimizer, self.schedule)
-
-    def report(self, epoch, **metrics):
-        self.reports.append((epoch, metrics))
 
 
 class ReportingModule(TinyModule):

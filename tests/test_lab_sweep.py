@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import done_keys
 
 from lrlab.errors import ConfigError
 from lrlab.lab.report import build_report, write_report
@@ -309,18 +309,6 @@ if __name__ == "__main__":
 """
 
 
-def committed(db):
-    if not Path(db).exists():
-        return set()
-    con = sqlite3.connect(db, timeout=5)
-    try:
-        return {r[0] for r in con.execute("SELECT key FROM trials WHERE status='done'")}
-    except sqlite3.OperationalError:  # tables not created yet
-        return set()
-    finally:
-        con.close()
-
-
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -350,7 +338,7 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(tmp_path):
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while len(committed(db)) < 3:
+        while len(done_keys(db)) < 3:
             assert proc.poll() is None, "the sweep ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.02)
@@ -359,7 +347,7 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    before = committed(db)
+    before = done_keys(db)
     assert 3 <= len(before) < 9
     workers = {int(line.split()[1]) for line in log.read_text().splitlines()}
     deadline = time.monotonic() + 10

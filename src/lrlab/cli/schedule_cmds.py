@@ -453,8 +453,7 @@ def _values(rates: Rates, key: str):
     import numpy as np
 
     values = np.concatenate(list(rates))
-    if key != "lr":  # the learning rate keeps plot's old behaviour: drawn as computed
-        _check_finite(values, 0, key)
+    _check_finite(values, 0, key)
     return values
 
 
